@@ -1,0 +1,133 @@
+"""The model manifest: what each artifact is, its checksum and its input/output contract."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from app.face.errors import ModelError, ModelIntegrityError, ModelMissing
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_SCHEMA = 1
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TensorSpec(_Strict):
+    """One graph input or output: name, dtype and shape (None marks a dynamic axis)."""
+
+    name: str
+    dtype: Literal["uint8", "float32"]
+    shape: tuple[int | None, ...]
+
+
+class InputContract(_Strict):
+    """What the caller must feed: pixel layout, channel order, value range and alignment."""
+
+    layout: Literal["NHWC"]
+    channels: Literal["RGB"]
+    dtype: Literal["uint8", "float32"]
+    pixel_range: tuple[float, float]
+    size: tuple[int, int] | None
+    alignment_template: str | None
+    normalisation: str
+
+
+class Threshold(_Strict):
+    """Match when cosine similarity >= value; squared L2 between unit vectors is 2 - 2 * value."""
+
+    similarity: float
+    squared_distance: float
+    calibrated: bool
+    far: float | None
+    calibrated_on: str | None
+    note: str
+
+
+class Source(_Strict):
+    """Where the weights came from."""
+
+    package: str
+    version: str
+    file: str
+    sha256: str
+    licence: str
+
+
+class Artifact(_Strict):
+    """One ONNX model file and its contract."""
+
+    id: str
+    role: Literal["embedder", "pnet", "rnet", "onet"]
+    file: str
+    sha256: str
+    bytes: int
+    input_contract: InputContract
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    embedding_size: int | None = None
+    distance: Literal["cosine"] | None = None
+    threshold: Threshold | None = None
+    source: Source
+
+
+class Manifest(_Strict):
+    """Every artifact in models/, keyed by role, with how and from what they were built."""
+
+    schema_version: int
+    built_at: str
+    recipe: str
+    toolchain: dict[str, str]
+    artifacts: dict[str, Artifact]
+
+    def artifact(self, role: str) -> Artifact:
+        """The artifact for a role, or ModelMissing."""
+        try:
+            return self.artifacts[role]
+        except KeyError:
+            raise ModelMissing(f"the manifest has no {role!r} model; run `faceverify models build`") from None
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_manifest(models_dir: Path) -> Manifest:
+    """Read and validate models_dir/manifest.json."""
+    path = models_dir / MANIFEST_NAME
+    if not path.is_file():
+        raise ModelMissing(f"no model manifest at {path}; run `faceverify models build`")
+    try:
+        manifest = Manifest.model_validate(json.loads(path.read_text()))
+    except (ValueError, ValidationError) as exc:
+        raise ModelError(f"the model manifest {path} is unreadable: {exc}") from exc
+    if manifest.schema_version != MANIFEST_SCHEMA:
+        raise ModelError(
+            f"manifest schema {manifest.schema_version} is not {MANIFEST_SCHEMA}; rebuild the models"
+        )
+    return manifest
+
+
+def verified_path(models_dir: Path, artifact: Artifact) -> Path:
+    """The artifact's file, after checking that its bytes are the ones the manifest names."""
+    path = models_dir / artifact.file
+    if not path.is_file():
+        raise ModelMissing(f"model file {path} is missing; run `faceverify models build`")
+    actual = sha256_file(path)
+    if actual != artifact.sha256:
+        raise ModelIntegrityError(
+            f"model file {path} is corrupt or replaced: sha256 {actual[:16]}... does not match the "
+            f"manifest's {artifact.sha256[:16]}...; run `faceverify models build --force`"
+        )
+    return path

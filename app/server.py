@@ -1,0 +1,21 @@
+"""Run the service under uvicorn."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from app.config import Settings
+from app.main import create_app
+
+
+def serve(host: str | None = None, port: int | None = None) -> None:
+    """Start uvicorn on the configured (or given) address with the app built from FV_* settings."""
+    settings = Settings()
+    if host is not None:
+        settings.host = host
+    if port is not None:
+        settings.port = port
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)

@@ -1,0 +1,1 @@
+"""faceverify: self-hosted face verification and identification (the command-line entry)."""

@@ -1,0 +1,278 @@
+"""`faceverify models build`: every served ONNX artifact and the manifest, from registry packages."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.util
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+
+from app.face.errors import ModelError
+from app.face.manifest import (
+    MANIFEST_NAME,
+    MANIFEST_SCHEMA,
+    Artifact,
+    InputContract,
+    Manifest,
+    Source,
+    TensorSpec,
+    Threshold,
+    load_manifest,
+    sha256_file,
+    verified_path,
+)
+from training.export import check_parity, export_onnx
+from training.weights.dlib_dat import read_dlib_dnn
+from training.weights.dlib_resnet import DLIB_CHIP_SIZE, EMBEDDING_SIZE, DlibResNet, load_dlib_weights
+from training.weights.mtcnn import FACENET_PACKAGE, facenet_weights_dir, load_mtcnn_net
+
+DLIB_MODELS_PACKAGE = "face_recognition_models"
+DLIB_MODELS_VERSION = "0.3.0"
+DLIB_EMBEDDER_FILE = "dlib_face_recognition_resnet_model_v1.dat"
+FACENET_VERSION = "2.6.0"
+ALIGNMENT_TEMPLATE = "dlib-chip-150-pad0.25"
+
+# Provisional until `faceverify calibrate` fits it on data: dlib's own rule is Euclidean distance
+# 0.6 between raw descriptors, whose norms are about 1.5, i.e. about 0.4 between unit vectors.
+_PROVISIONAL_SQUARED_DISTANCE = 0.16
+
+# Files whose bytes decide what the build produces; a change to any of them makes models stale.
+_RECIPE_FILES = ("build.py", "export.py", "weights/dlib_dat.py", "weights/dlib_resnet.py", "weights/mtcnn.py")
+
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What a build did: the manifest in force, whether it rebuilt, and how long it took."""
+
+    manifest: Manifest
+    rebuilt: bool
+    seconds: float
+
+
+def package_dir(package: str) -> Path:
+    """An installed package's folder, found without importing it (imports may need absent deps)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(f"package {package} is not installed; install the `train` extra")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _installed_version(distribution: str, pinned: str) -> str:
+    version = importlib.metadata.version(distribution)
+    if version != pinned:
+        raise ModelError(f"{distribution} {version} is installed; the build needs {pinned}")
+    return version
+
+
+def _sources() -> dict[str, Source]:
+    dlib_dat = package_dir(DLIB_MODELS_PACKAGE) / "models" / DLIB_EMBEDDER_FILE
+    dlib_version = _installed_version("face_recognition_models", DLIB_MODELS_VERSION)
+    facenet_version = _installed_version("facenet-pytorch", FACENET_VERSION)
+    sources = {
+        "embedder": Source(
+            package=DLIB_MODELS_PACKAGE,
+            version=dlib_version,
+            file=f"models/{DLIB_EMBEDDER_FILE}",
+            sha256=sha256_file(dlib_dat),
+            licence="CC0-1.0",
+        )
+    }
+    weights = facenet_weights_dir()
+    for net in ("pnet", "rnet", "onet"):
+        sources[net] = Source(
+            package=FACENET_PACKAGE,
+            version=facenet_version,
+            file=f"data/{net}.pt",
+            sha256=sha256_file(weights / f"{net}.pt"),
+            licence="MIT",
+        )
+    return sources
+
+
+def recipe_digest(sources: dict[str, Source]) -> str:
+    """sha256 over the build code and the source weights: equal digests build equal models."""
+    digest = hashlib.sha256()
+    here = Path(__file__).parent
+    for name in _RECIPE_FILES:
+        digest.update(name.encode() + b"\0" + (here / name).read_bytes())
+    for role in sorted(sources):
+        digest.update(f"{role}:{sources[role].sha256}".encode())
+    return digest.hexdigest()
+
+
+def _is_current(out_dir: Path, recipe: str) -> Manifest | None:
+    """The existing manifest if it came from this recipe and every file still matches it."""
+    try:
+        manifest = load_manifest(out_dir)
+        if manifest.recipe != recipe:
+            return None
+        for artifact in manifest.artifacts.values():
+            verified_path(out_dir, artifact)
+    except ModelError:
+        return None
+    return manifest
+
+
+def _float_pixels(shape: tuple[int, ...], seed: int) -> torch.Tensor:
+    return torch.rand(shape, generator=torch.Generator().manual_seed(seed)) * 255.0
+
+
+def _mtcnn_contract(size: tuple[int, int] | None) -> InputContract:
+    return InputContract(
+        layout="NHWC",
+        channels="RGB",
+        dtype="float32",
+        pixel_range=(0.0, 255.0),
+        size=size,
+        alignment_template=None,
+        normalisation="(x - 127.5) / 128, inside the graph",
+    )
+
+
+def _build_mtcnn(stage: str, tmp: Path, sources: dict[str, Source]) -> Artifact:
+    net = load_mtcnn_net(stage)
+    path = tmp / f"mtcnn_{stage}.onnx"
+    if stage == "pnet":
+        export_onnx(net, _float_pixels((2, 64, 80, 3), 0), path, "images",
+                    ("regression", "probability"), {0: "batch", 1: "height", 2: "width"})
+        checks = [_float_pixels(s, i) for i, s in enumerate([(1, 12, 12, 3), (1, 57, 91, 3), (3, 120, 96, 3)])]
+        inputs = (TensorSpec(name="images", dtype="float32", shape=(None, None, None, 3)),)
+        outputs = (
+            TensorSpec(name="regression", dtype="float32", shape=(None, 4, None, None)),
+            TensorSpec(name="probability", dtype="float32", shape=(None, None, None)),
+        )
+        size = None
+    else:
+        side = 24 if stage == "rnet" else 48
+        export_onnx(net, _float_pixels((2, side, side, 3), 0), path, "crops",
+                    ("regression", "landmarks", "probability") if stage == "onet" else ("regression", "probability"),
+                    {0: "batch"})
+        checks = [_float_pixels((n, side, side, 3), n) for n in (1, 7)]
+        inputs = (TensorSpec(name="crops", dtype="float32", shape=(None, side, side, 3)),)
+        outputs = (TensorSpec(name="regression", dtype="float32", shape=(None, 4)),)
+        if stage == "onet":
+            outputs += (TensorSpec(name="landmarks", dtype="float32", shape=(None, 10)),)
+        outputs += (TensorSpec(name="probability", dtype="float32", shape=(None,)),)
+        size = (side, side)
+    check_parity(net, path, checks, atol=1e-4)
+    return Artifact(
+        id=f"mtcnn-{stage}-{sources[stage].sha256[:8]}",
+        role=stage,  # type: ignore[arg-type]
+        file=path.name,
+        sha256=sha256_file(path),
+        bytes=path.stat().st_size,
+        input_contract=_mtcnn_contract(size),
+        inputs=inputs,
+        outputs=outputs,
+        source=sources[stage],
+    )
+
+
+def build_embedder_module() -> DlibResNet:
+    """The dlib ResNet port with the weights of face_recognition_models."""
+    dat = package_dir(DLIB_MODELS_PACKAGE) / "models" / DLIB_EMBEDDER_FILE
+    return load_dlib_weights(DlibResNet(), read_dlib_dnn(dat)).eval()
+
+
+def _build_embedder(tmp: Path, sources: dict[str, Source]) -> Artifact:
+    model = build_embedder_module()
+    path = tmp / "dlib_resnet_v1.onnx"
+    side = DLIB_CHIP_SIZE
+    generator = torch.Generator().manual_seed(0)
+    example = torch.randint(0, 256, (2, side, side, 3), dtype=torch.uint8, generator=generator)
+    export_onnx(model, example, path, "chips", ("embeddings",), {0: "batch"})
+    checks = [torch.randint(0, 256, (n, side, side, 3), dtype=torch.uint8, generator=generator) for n in (1, 5)]
+    check_parity(model, path, checks, atol=1e-5)
+    squared = _PROVISIONAL_SQUARED_DISTANCE
+    return Artifact(
+        id=f"dlib-resnet-v1-{sources['embedder'].sha256[:8]}",
+        role="embedder",
+        file=path.name,
+        sha256=sha256_file(path),
+        bytes=path.stat().st_size,
+        input_contract=InputContract(
+            layout="NHWC",
+            channels="RGB",
+            dtype="uint8",
+            pixel_range=(0.0, 255.0),
+            size=(side, side),
+            alignment_template=ALIGNMENT_TEMPLATE,
+            normalisation="(x - mean_rgb(122.782, 117.001, 104.298)) / 256, inside the graph",
+        ),
+        inputs=(TensorSpec(name="chips", dtype="uint8", shape=(None, side, side, 3)),),
+        outputs=(TensorSpec(name="embeddings", dtype="float32", shape=(None, EMBEDDING_SIZE)),),
+        embedding_size=EMBEDDING_SIZE,
+        distance="cosine",
+        threshold=Threshold(
+            similarity=1.0 - squared / 2.0,
+            squared_distance=squared,
+            calibrated=False,
+            far=None,
+            calibrated_on=None,
+            note="provisional: dlib's Euclidean 0.6 on raw descriptors (norm ~1.5) mapped to unit vectors; "
+            "run `faceverify calibrate` to fit it on data",
+        ),
+        source=sources["embedder"],
+    )
+
+
+def _toolchain() -> dict[str, str]:
+    names = ("torch", "onnx", "onnxscript", "onnxruntime")
+    found = {}
+    for name in names:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def build_models(out_dir: Path, force: bool = False, log: Callable[[str], None] = print) -> BuildResult:
+    """Build every artifact into out_dir unless the manifest there is current; return the manifest."""
+    started = time.perf_counter()
+    sources = _sources()
+    recipe = recipe_digest(sources)
+    if not force and (current := _is_current(out_dir, recipe)) is not None:
+        log(f"models in {out_dir} are up to date (recipe {recipe[:12]})")
+        return BuildResult(current, rebuilt=False, seconds=time.perf_counter() - started)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / ".build"
+    tmp.mkdir(exist_ok=True)
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    artifacts: dict[str, Artifact] = {}
+    for stage in ("pnet", "rnet", "onet"):
+        log(f"building MTCNN {stage} from {FACENET_PACKAGE} {FACENET_VERSION}")
+        artifacts[stage] = _build_mtcnn(stage, tmp, sources)
+    log(f"building the dlib ResNet embedder from {DLIB_MODELS_PACKAGE} {DLIB_MODELS_VERSION}")
+    artifacts["embedder"] = _build_embedder(tmp, sources)
+
+    manifest = Manifest(
+        schema_version=MANIFEST_SCHEMA,
+        built_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        recipe=recipe,
+        toolchain=_toolchain(),
+        artifacts=artifacts,
+    )
+    # Files first, manifest last, each by rename: a build cut short leaves a manifest that fails
+    # its checksums (stale, rebuilt next time), never one that vouches for half-written files.
+    for artifact in artifacts.values():
+        os.replace(tmp / artifact.file, out_dir / artifact.file)
+    manifest_tmp = tmp / MANIFEST_NAME
+    manifest_tmp.write_text(json.dumps(manifest.model_dump(mode="json"), indent=2) + "\n")
+    os.replace(manifest_tmp, out_dir / MANIFEST_NAME)
+    tmp.rmdir()
+    seconds = time.perf_counter() - started
+    for artifact in artifacts.values():
+        log(f"  {artifact.file}: {artifact.bytes / 1024:,.0f} KiB  sha256 {artifact.sha256[:16]}")
+    log(f"built {len(artifacts)} models into {out_dir} in {seconds:.1f} s")
+    return BuildResult(manifest, rebuilt=True, seconds=seconds)
