@@ -17,5 +17,7 @@ def serve(host: str | None = None, port: int | None = None) -> None:
         settings.host = host
     if port is not None:
         settings.port = port
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)

@@ -8,7 +8,6 @@ import importlib.util
 import sys
 
 
-
 def _serve(args: argparse.Namespace) -> int:
     from app.server import serve
 
@@ -19,7 +18,9 @@ def _serve(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The full command tree; torch-side commands appear only where the `train` extra is installed."""
     parser = argparse.ArgumentParser(prog="faceverify", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"faceverify {importlib.metadata.version('faceverify')}")
+    parser.add_argument(
+        "--version", action="version", version=f"faceverify {importlib.metadata.version('faceverify')}"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the HTTP service")
     serve.add_argument("--host", default=None, help="bind address (default: FV_HOST or 127.0.0.1)")

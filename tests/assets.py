@@ -1,4 +1,4 @@
-"""Real face photos for tests and benchmarks, fetched from PyPI by name and version, checksum-verified and cached."""
+"""Real face photos for tests and benchmarks: pinned PyPI sdists, checksum-verified and cached."""
 
 from __future__ import annotations
 
@@ -37,8 +37,13 @@ FACE_RECOGNITION = PhotoSdist(
     tuple(
         f"tests/test_images/{n}"
         for n in (
-            "32bit.png", "biden.jpg", "obama.jpg", "obama2.jpg", "obama3.jpg",
-            "obama_partial_face.jpg", "obama_partial_face2.jpg",
+            "32bit.png",
+            "biden.jpg",
+            "obama.jpg",
+            "obama2.jpg",
+            "obama3.jpg",
+            "obama_partial_face.jpg",
+            "obama_partial_face2.jpg",
         )
     ),
 )
@@ -61,8 +66,18 @@ def _sha256(path: Path) -> str:
 
 def _download(sdist: PhotoSdist, into: Path) -> Path:
     command = [
-        sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
-        "--no-build-isolation", "-d", str(into), f"{sdist.name}=={sdist.version}",
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--quiet",
+        "--no-deps",
+        "--no-binary",
+        ":all:",
+        "--no-build-isolation",
+        "-d",
+        str(into),
+        f"{sdist.name}=={sdist.version}",
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     archive = into / sdist.archive

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from app.face.embedder import Embedder
 from app.face.manifest import Manifest, load_manifest
 from tests.assets import REPO, AssetUnavailable, lfw_photos, registry_photos
+from tests.dlib_reference import cut_dlib_chips, dlib_models
 
 MODELS_DIR = Path(os.environ.get("FV_MODELS_DIR", REPO / "models"))
 
@@ -38,12 +39,6 @@ def embedder(models_dir: Path, manifest: Manifest) -> Embedder:
     return Embedder(models_dir, manifest)
 
 
-def load_rgb(path: Path) -> np.ndarray:
-    """A photo as an RGB uint8 array."""
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"))
-
-
 @pytest.fixture(scope="session")
 def photos() -> list[Path]:
     """Real face photos from pinned PyPI sdists, plus LFW development images where present."""
@@ -55,36 +50,16 @@ def photos() -> list[Path]:
 
 
 @pytest.fixture(scope="session")
-def dlib_tools(models_dir: Path) -> tuple[object, object, object]:
+def dlib_tools(models_dir: Path) -> tuple[Any, Any, Any]:
     """dlib's HOG detector, 5-point shape predictor and face-recognition model (the reference)."""
-    dlib = pytest.importorskip("dlib", reason="dlib-bin (the `dev` extra) is needed for dlib parity")
-    from training.build import DLIB_EMBEDDER_FILE, DLIB_MODELS_PACKAGE, package_dir
+    pytest.importorskip("dlib", reason="dlib-bin (the `dev` extra) is needed for dlib parity")
+    from training.build import DLIB_MODELS_PACKAGE, package_dir
 
-    folder = package_dir(DLIB_MODELS_PACKAGE) / "models"
-    return (
-        dlib.get_frontal_face_detector(),
-        dlib.shape_predictor(str(folder / "shape_predictor_5_face_landmarks.dat")),
-        dlib.face_recognition_model_v1(str(folder / DLIB_EMBEDDER_FILE)),
-    )
+    return dlib_models(package_dir(DLIB_MODELS_PACKAGE) / "models")
 
 
 @pytest.fixture(scope="session")
-def dlib_chips(photos: list[Path], dlib_tools: tuple[object, object, object]) -> np.ndarray:
-    """150x150 chips cut by dlib's own get_face_chip (padding 0.25) from every face in the photos.
-
-    Where fewer than 20 faces are found (no LFW data), mirrored photos add their chips.
-    """
-    import dlib
-
+def dlib_chips(photos: list[Path], dlib_tools: tuple[Any, Any, Any]) -> np.ndarray:
+    """dlib's own chips of every face in the photos: at least 20, mirrored photos adding where needed."""
     detector, predictor, _ = dlib_tools
-    chips: list[np.ndarray] = []
-    for mirrored in (False, True):
-        for path in photos:
-            image = load_rgb(path)
-            image = np.ascontiguousarray(image[:, ::-1]) if mirrored else image
-            for box in detector(image, 1):  # type: ignore[operator]
-                shape = predictor(image, box)  # type: ignore[operator]
-                chips.append(dlib.get_face_chip(image, shape, size=150, padding=0.25))
-        if len(chips) >= 20:
-            break
-    return np.stack(chips).astype(np.uint8)
+    return cut_dlib_chips(photos, detector, predictor, minimum=20)

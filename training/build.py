@@ -48,7 +48,6 @@ _PROVISIONAL_SQUARED_DISTANCE = 0.16
 _RECIPE_FILES = ("build.py", "export.py", "weights/dlib_dat.py", "weights/dlib_resnet.py", "weights/mtcnn.py")
 
 
-
 @dataclass(frozen=True)
 class BuildResult:
     """What a build did: the manifest in force, whether it rebuilt, and how long it took."""
@@ -142,9 +141,17 @@ def _build_mtcnn(stage: str, tmp: Path, sources: dict[str, Source]) -> Artifact:
     net = load_mtcnn_net(stage)
     path = tmp / f"mtcnn_{stage}.onnx"
     if stage == "pnet":
-        export_onnx(net, _float_pixels((2, 64, 80, 3), 0), path, "images",
-                    ("regression", "probability"), {0: "batch", 1: "height", 2: "width"})
-        checks = [_float_pixels(s, i) for i, s in enumerate([(1, 12, 12, 3), (1, 57, 91, 3), (3, 120, 96, 3)])]
+        export_onnx(
+            net,
+            _float_pixels((2, 64, 80, 3), 0),
+            path,
+            "images",
+            ("regression", "probability"),
+            {0: "batch", 1: "height", 2: "width"},
+        )
+        checks = [
+            _float_pixels(s, i) for i, s in enumerate([(1, 12, 12, 3), (1, 57, 91, 3), (3, 120, 96, 3)])
+        ]
         inputs = (TensorSpec(name="images", dtype="float32", shape=(None, None, None, 3)),)
         outputs = (
             TensorSpec(name="regression", dtype="float32", shape=(None, 4, None, None)),
@@ -153,9 +160,14 @@ def _build_mtcnn(stage: str, tmp: Path, sources: dict[str, Source]) -> Artifact:
         size = None
     else:
         side = 24 if stage == "rnet" else 48
-        export_onnx(net, _float_pixels((2, side, side, 3), 0), path, "crops",
-                    ("regression", "landmarks", "probability") if stage == "onet" else ("regression", "probability"),
-                    {0: "batch"})
+        export_onnx(
+            net,
+            _float_pixels((2, side, side, 3), 0),
+            path,
+            "crops",
+            ("regression", "landmarks", "probability") if stage == "onet" else ("regression", "probability"),
+            {0: "batch"},
+        )
         checks = [_float_pixels((n, side, side, 3), n) for n in (1, 7)]
         inputs = (TensorSpec(name="crops", dtype="float32", shape=(None, side, side, 3)),)
         outputs = (TensorSpec(name="regression", dtype="float32", shape=(None, 4)),)
@@ -190,7 +202,9 @@ def _build_embedder(tmp: Path, sources: dict[str, Source]) -> Artifact:
     generator = torch.Generator().manual_seed(0)
     example = torch.randint(0, 256, (2, side, side, 3), dtype=torch.uint8, generator=generator)
     export_onnx(model, example, path, "chips", ("embeddings",), {0: "batch"})
-    checks = [torch.randint(0, 256, (n, side, side, 3), dtype=torch.uint8, generator=generator) for n in (1, 5)]
+    checks = [
+        torch.randint(0, 256, (n, side, side, 3), dtype=torch.uint8, generator=generator) for n in (1, 5)
+    ]
     check_parity(model, path, checks, atol=1e-5)
     squared = _PROVISIONAL_SQUARED_DISTANCE
     return Artifact(

@@ -64,9 +64,7 @@ def _quiet_logger(name: str) -> Any:
         logger.setLevel(level)
 
 
-def check_parity(
-    module: nn.Module, path: Path, inputs: Sequence[torch.Tensor], atol: float
-) -> float:
+def check_parity(module: nn.Module, path: Path, inputs: Sequence[torch.Tensor], atol: float) -> float:
     """Run torch and ONNX Runtime on the same inputs; raise if any output differs by more than atol."""
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     input_name = session.get_inputs()[0].name

@@ -35,7 +35,9 @@ class Embedder:
         """(N, H, W, 3) uint8 RGB chips -> (N, D) float32 rows of unit length."""
         expected = (*self.chip_size, 3)
         if chips.dtype != np.uint8 or chips.ndim != 4 or chips.shape[1:] != expected:
-            raise ValueError(f"chips must be uint8 (N, {expected[0]}, {expected[1]}, 3), got {chips.dtype} {chips.shape}")
+            raise ValueError(
+                f"chips must be uint8 (N, {expected[0]}, {expected[1]}, 3), got {chips.dtype} {chips.shape}"
+            )
         if len(chips) == 0:
             return np.zeros((0, self.embedding_size), dtype=np.float32)
         (vectors,) = self.session.run(None, {self._input: np.ascontiguousarray(chips)})

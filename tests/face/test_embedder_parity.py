@@ -16,7 +16,9 @@ def _dlib_unit(recogniser: object, chips: np.ndarray) -> np.ndarray:
     return reference / np.linalg.norm(reference, axis=1, keepdims=True)
 
 
-def test_matches_dlib_on_real_face_chips(embedder: Embedder, dlib_chips: np.ndarray, dlib_tools) -> None:
+def test_matches_dlib_on_real_face_chips(
+    embedder: Embedder, dlib_chips: np.ndarray, dlib_tools: tuple
+) -> None:
     assert len(dlib_chips) >= 20, f"only {len(dlib_chips)} real face chips were cut"
     reference = _dlib_unit(dlib_tools[2], dlib_chips)
     ours = embedder.embed(dlib_chips)
@@ -25,7 +27,7 @@ def test_matches_dlib_on_real_face_chips(embedder: Embedder, dlib_chips: np.ndar
     assert worst <= TOLERANCE, f"largest component difference {worst:.2e}"
 
 
-def test_matches_dlib_on_random_chips(embedder: Embedder, dlib_tools) -> None:
+def test_matches_dlib_on_random_chips(embedder: Embedder, dlib_tools: tuple) -> None:
     chips = np.random.default_rng(7).integers(0, 256, (6, 150, 150, 3), dtype=np.uint8)
     worst = float(np.abs(embedder.embed(chips) - _dlib_unit(dlib_tools[2], chips)).max())
     assert worst <= TOLERANCE, f"largest component difference {worst:.2e}"

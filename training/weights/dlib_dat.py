@@ -224,4 +224,3 @@ def parse_dlib_dnn(data: bytes) -> DlibNet:
 def read_dlib_dnn(path: str | Path) -> DlibNet:
     """Read and parse a dlib network file from disk."""
     return parse_dlib_dnn(Path(path).read_bytes())
-

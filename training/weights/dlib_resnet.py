@@ -17,9 +17,12 @@ EMBEDDING_SIZE = 128
 # (filters, downsample first?) for every residual block, from the input up.
 _BLOCKS: tuple[tuple[int, bool], ...] = (
     ((32, False),) * 3
-    + ((64, True),) + ((64, False),) * 3
-    + ((128, True),) + ((128, False),) * 2
-    + ((256, True),) + ((256, False),) * 2
+    + ((64, True),)
+    + ((64, False),) * 3
+    + ((128, True),)
+    + ((128, False),) * 2
+    + ((256, True),)
+    + ((256, False),) * 2
     + ((256, True),)
 )
 

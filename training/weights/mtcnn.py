@@ -71,7 +71,7 @@ class RNet(nn.Module):
 
 
 class ONet(nn.Module):
-    """Output net: 48x48 crops (N, 48, 48, 3) -> box regression (N, 4), landmarks (N, 10), probability (N,)."""
+    """Output net: crops (N, 48, 48, 3) -> box regression (N, 4), landmarks (N, 10), probability (N,)."""
 
     def __init__(self) -> None:
         super().__init__()

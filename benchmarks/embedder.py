@@ -1,0 +1,103 @@
+"""Embedder speed: our ONNX export under ONNX Runtime vs dlib itself, ms per chip at batch 1 and 16.
+
+Run: .venv/bin/python -m benchmarks.embedder [--rounds N]
+Both run in the same process on the same real face chips, alternating round by round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import os
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.face.embedder import Embedder
+from app.face.manifest import load_manifest
+from benchmarks.results_file import write_results
+from tests.assets import lfw_photos, registry_photos
+from tests.dlib_reference import cut_dlib_chips, dlib_models
+from training.build import DLIB_MODELS_PACKAGE, build_models, package_dir
+
+BATCHES = (1, 16)
+
+
+def _time_per_chip(run: Callable[[np.ndarray], Any], chips: np.ndarray, rounds: int) -> list[float]:
+    times = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        run(chips)
+        times.append((time.perf_counter() - started) * 1000 / len(chips))
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=20, help="timed rounds per engine and batch size")
+    parser.add_argument("--models", type=Path, default=Path("models"))
+    args = parser.parse_args()
+
+    build_models(args.models, log=lambda _: None)
+    manifest = load_manifest(args.models)
+    cores = os.cpu_count() or 1
+    engines = {
+        f"onnxruntime_{cores}_threads": Embedder(args.models, manifest, threads=cores),
+        "onnxruntime_1_thread": Embedder(args.models, manifest, threads=1),
+    }
+    detector, predictor, recogniser = dlib_models(package_dir(DLIB_MODELS_PACKAGE) / "models")
+    chips = cut_dlib_chips(registry_photos() + lfw_photos(16), detector, predictor, minimum=16)[:16]
+    runners: dict[str, Callable[[np.ndarray], Any]] = {name: e.embed for name, e in engines.items()}
+    runners["dlib"] = lambda batch: recogniser.compute_face_descriptor(list(batch), 0)
+
+    figures: dict[str, dict[str, float]] = {name: {} for name in runners}
+    for batch in BATCHES:
+        sample = chips[:batch]
+        for run in runners.values():
+            run(sample)  # warm-up
+        samples: dict[str, list[float]] = {name: [] for name in runners}
+        # Alternate engines every round so that drift in machine load hits all of them alike.
+        for _ in range(args.rounds):
+            for name, run in runners.items():
+                samples[name] += _time_per_chip(run, sample, 1)
+        for name, values in samples.items():
+            figures[name][f"batch_{batch}_ms_per_chip"] = round(statistics.median(values), 3)
+            figures[name][f"batch_{batch}_p90_ms_per_chip"] = round(float(np.percentile(values, 90)), 3)
+
+    fast = f"onnxruntime_{cores}_threads"
+    ratios = {
+        f"dlib_over_{name}_batch_{b}": round(
+            figures["dlib"][f"batch_{b}_ms_per_chip"] / figures[name][f"batch_{b}_ms_per_chip"], 2
+        )
+        for name in (fast, "onnxruntime_1_thread")
+        for b in BATCHES
+    }
+    print(f"{'engine':<26}" + "".join(f"{f'batch {b} ms/chip':>20}" for b in BATCHES))
+    for name, row in figures.items():
+        print(f"{name:<26}" + "".join(f"{row[f'batch_{b}_ms_per_chip']:>20.2f}" for b in BATCHES))
+    for key, value in ratios.items():
+        print(f"{key}: {value}x")
+    path = write_results(
+        "embedder",
+        {
+            "chips": f"{len(chips)} real face chips cut by dlib.get_face_chip (150 px, padding 0.25)",
+            "rounds": args.rounds,
+            "threads": {fast: cores, "onnxruntime_1_thread": 1, "dlib": "dlib default"},
+            "versions": {
+                "onnxruntime": importlib.metadata.version("onnxruntime"),
+                "dlib-bin": importlib.metadata.version("dlib-bin"),
+            },
+            "model": manifest.artifact("embedder").id,
+            "ms_per_chip": figures,
+            "ratios": ratios,
+        },
+    )
+    print(f"recorded in {path}")
+
+
+if __name__ == "__main__":
+    main()

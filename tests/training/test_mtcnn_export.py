@@ -1,0 +1,70 @@
+"""The exported MTCNN nets equal the torch modules under ONNX Runtime, at several sizes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="the `train` extra (torch) is needed to compare with torch")
+
+from app.face.manifest import Manifest  # noqa: E402
+from app.face.runtime import open_session  # noqa: E402
+from training.weights.mtcnn import load_mtcnn_net  # noqa: E402
+
+TOLERANCE = 1e-4
+
+
+def _pixels(shape: tuple[int, ...], seed: int) -> np.ndarray:
+    return (np.random.default_rng(seed).random(shape) * 255).astype(np.float32)
+
+
+def _compare(models_dir: Path, manifest: Manifest, stage: str, images: np.ndarray) -> None:
+    session = open_session(models_dir, manifest.artifact(stage))
+    ours = session.run(None, {session.get_inputs()[0].name: images})
+    with torch.no_grad():
+        reference = load_mtcnn_net(stage)(torch.from_numpy(images))
+    for got, want in zip(ours, reference, strict=True):
+        assert got.shape == tuple(want.shape)
+        if got.size:
+            assert np.abs(got - want.numpy()).max() <= TOLERANCE
+
+
+@pytest.mark.parametrize("shape", [(1, 12, 12, 3), (1, 47, 63, 3), (2, 120, 90, 3), (1, 250, 250, 3)])
+def test_pnet_matches_torch(models_dir: Path, manifest: Manifest, shape: tuple[int, ...]) -> None:
+    _compare(models_dir, manifest, "pnet", _pixels(shape, sum(shape)))
+
+
+@pytest.mark.parametrize("stage,side", [("rnet", 24), ("onet", 48)])
+@pytest.mark.parametrize("batch", [1, 9])
+def test_refinement_nets_match_torch(
+    models_dir: Path, manifest: Manifest, stage: str, side: int, batch: int
+) -> None:
+    _compare(models_dir, manifest, stage, _pixels((batch, side, side, 3), batch))
+
+
+@pytest.mark.parametrize("stage,side,outputs", [("rnet", 24, 2), ("onet", 48, 3)])
+def test_refinement_nets_take_an_empty_batch(
+    models_dir: Path, manifest: Manifest, stage: str, side: int, outputs: int
+) -> None:
+    session = open_session(models_dir, manifest.artifact(stage))
+    results = session.run(None, {"crops": np.zeros((0, side, side, 3), np.float32)})
+    assert len(results) == outputs
+    assert all(r.shape[0] == 0 for r in results)
+
+
+def test_pnet_finds_a_face_where_there_is_one(
+    models_dir: Path, manifest: Manifest, photos: list[Path]
+) -> None:
+    from PIL import Image
+
+    # Tom Hanks' 112x112 photo is a tight face crop: scaled to 12x12 it is one P-Net window.
+    tom = next(p for p in photos if p.name.startswith("Tom_Hanks"))
+    with Image.open(tom) as image:
+        window = np.asarray(image.convert("RGB").resize((12, 12), Image.BILINEAR), np.float32)[None]
+    noise = _pixels((1, 12, 12, 3), 3)
+    session = open_session(models_dir, manifest.artifact("pnet"))
+    face_p = session.run(None, {"images": window})[1].item()
+    noise_p = session.run(None, {"images": noise})[1].item()
+    assert face_p > 0.6 > noise_p
