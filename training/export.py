@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import torch
 from torch import nn
@@ -50,7 +51,30 @@ def export_onnx(
             external_data=False,
             verbose=False,
         )
+    _make_reproducible(path, set(dynamic_axes.values()))
     return path
+
+
+def _make_reproducible(path: Path, input_dims: set[str]) -> None:
+    """Drop what varies between export runs, so one recipe always yields the same bytes.
+
+    The exporter annotates nodes with source paths, and names derived dimensions after symbols
+    whose numbering depends on what the process traced before. Neither is needed to run the graph.
+    """
+    model = onnx.load(str(path))
+    graph = model.graph
+    del model.metadata_props[:]
+    del graph.metadata_props[:]
+    del graph.value_info[:]  # intermediate shapes: onnxruntime infers them itself
+    for group in (graph.node, graph.input, graph.output, graph.initializer):
+        for item in group:
+            del item.metadata_props[:]
+    for output in graph.output:
+        for axis, dim in enumerate(output.type.tensor_type.shape.dim):
+            if dim.dim_param and dim.dim_param not in input_dims:
+                dim.dim_param = f"{output.name}_{axis}"
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
 
 
 @contextlib.contextmanager
