@@ -125,56 +125,58 @@ def _float_pixels(shape: tuple[int, ...], seed: int) -> torch.Tensor:
     return torch.rand(shape, generator=torch.Generator().manual_seed(seed)) * 255.0
 
 
-def _mtcnn_contract(size: tuple[int, int] | None) -> InputContract:
-    return InputContract(
-        layout="NHWC",
-        channels="RGB",
-        dtype="float32",
-        pixel_range=(0.0, 255.0),
-        size=size,
-        alignment_template=None,
-        normalisation="(x - 127.5) / 128, inside the graph",
-    )
+def _spec(name: str, *shape: int | None) -> TensorSpec:
+    return TensorSpec(name=name, dtype="float32", shape=shape)
+
+
+@dataclass(frozen=True)
+class _NetPlan:
+    """How one MTCNN stage is exported and checked."""
+
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    dynamic_axes: dict[int, str]
+    example_shape: tuple[int, ...]
+    check_shapes: tuple[tuple[int, ...], ...]
+    size: tuple[int, int] | None
+
+
+_MTCNN_PLANS = {
+    "pnet": _NetPlan(
+        inputs=(_spec("images", None, None, None, 3),),
+        outputs=(_spec("regression", None, 4, None, None), _spec("probability", None, None, None)),
+        dynamic_axes={0: "batch", 1: "height", 2: "width"},
+        example_shape=(2, 64, 80, 3),
+        check_shapes=((1, 12, 12, 3), (1, 57, 91, 3), (3, 120, 96, 3)),
+        size=None,
+    ),
+    "rnet": _NetPlan(
+        inputs=(_spec("crops", None, 24, 24, 3),),
+        outputs=(_spec("regression", None, 4), _spec("probability", None)),
+        dynamic_axes={0: "batch"},
+        example_shape=(2, 24, 24, 3),
+        check_shapes=((1, 24, 24, 3), (7, 24, 24, 3)),
+        size=(24, 24),
+    ),
+    "onet": _NetPlan(
+        inputs=(_spec("crops", None, 48, 48, 3),),
+        outputs=(_spec("regression", None, 4), _spec("landmarks", None, 10), _spec("probability", None)),
+        dynamic_axes={0: "batch"},
+        example_shape=(2, 48, 48, 3),
+        check_shapes=((1, 48, 48, 3), (7, 48, 48, 3)),
+        size=(48, 48),
+    ),
+}
 
 
 def _build_mtcnn(stage: str, tmp: Path, sources: dict[str, Source]) -> Artifact:
+    plan = _MTCNN_PLANS[stage]
     net = load_mtcnn_net(stage)
     path = tmp / f"mtcnn_{stage}.onnx"
-    if stage == "pnet":
-        export_onnx(
-            net,
-            _float_pixels((2, 64, 80, 3), 0),
-            path,
-            "images",
-            ("regression", "probability"),
-            {0: "batch", 1: "height", 2: "width"},
-        )
-        checks = [
-            _float_pixels(s, i) for i, s in enumerate([(1, 12, 12, 3), (1, 57, 91, 3), (3, 120, 96, 3)])
-        ]
-        inputs = (TensorSpec(name="images", dtype="float32", shape=(None, None, None, 3)),)
-        outputs = (
-            TensorSpec(name="regression", dtype="float32", shape=(None, 4, None, None)),
-            TensorSpec(name="probability", dtype="float32", shape=(None, None, None)),
-        )
-        size = None
-    else:
-        side = 24 if stage == "rnet" else 48
-        export_onnx(
-            net,
-            _float_pixels((2, side, side, 3), 0),
-            path,
-            "crops",
-            ("regression", "landmarks", "probability") if stage == "onet" else ("regression", "probability"),
-            {0: "batch"},
-        )
-        checks = [_float_pixels((n, side, side, 3), n) for n in (1, 7)]
-        inputs = (TensorSpec(name="crops", dtype="float32", shape=(None, side, side, 3)),)
-        outputs = (TensorSpec(name="regression", dtype="float32", shape=(None, 4)),)
-        if stage == "onet":
-            outputs += (TensorSpec(name="landmarks", dtype="float32", shape=(None, 10)),)
-        outputs += (TensorSpec(name="probability", dtype="float32", shape=(None,)),)
-        size = (side, side)
+    output_names = [o.name for o in plan.outputs]
+    example = _float_pixels(plan.example_shape, 0)
+    export_onnx(net, example, path, plan.inputs[0].name, output_names, plan.dynamic_axes)
+    checks = [_float_pixels(shape, seed) for seed, shape in enumerate(plan.check_shapes, start=1)]
     check_parity(net, path, checks, atol=1e-4)
     return Artifact(
         id=f"mtcnn-{stage}-{sources[stage].sha256[:8]}",
@@ -182,9 +184,17 @@ def _build_mtcnn(stage: str, tmp: Path, sources: dict[str, Source]) -> Artifact:
         file=path.name,
         sha256=sha256_file(path),
         bytes=path.stat().st_size,
-        input_contract=_mtcnn_contract(size),
-        inputs=inputs,
-        outputs=outputs,
+        input_contract=InputContract(
+            layout="NHWC",
+            channels="RGB",
+            dtype="float32",
+            pixel_range=(0.0, 255.0),
+            size=plan.size,
+            alignment_template=None,
+            normalisation="(x - 127.5) / 128, inside the graph",
+        ),
+        inputs=plan.inputs,
+        outputs=plan.outputs,
         source=sources[stage],
     )
 
