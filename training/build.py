@@ -38,14 +38,21 @@ DLIB_MODELS_PACKAGE = "face_recognition_models"
 DLIB_MODELS_VERSION = "0.3.0"
 DLIB_EMBEDDER_FILE = "dlib_face_recognition_resnet_model_v1.dat"
 FACENET_VERSION = "2.6.0"
-ALIGNMENT_TEMPLATE = "dlib-chip-150-pad0.25"
+TEMPLATE_FILE = Path(__file__).resolve().parent / "templates" / "mtcnn_dlib_chip_150.json"
 
 # Provisional until `faceverify calibrate` fits it on data: dlib's own rule is Euclidean distance
 # 0.6 between raw descriptors, whose norms are about 1.5, i.e. about 0.4 between unit vectors.
 _PROVISIONAL_SQUARED_DISTANCE = 0.16
 
 # Files whose bytes decide what the build produces; a change to any of them makes models stale.
-_RECIPE_FILES = ("build.py", "export.py", "weights/dlib_dat.py", "weights/dlib_resnet.py", "weights/mtcnn.py")
+_RECIPE_FILES = (
+    "build.py",
+    "export.py",
+    "weights/dlib_dat.py",
+    "weights/dlib_resnet.py",
+    "weights/mtcnn.py",
+    "templates/mtcnn_dlib_chip_150.json",
+)
 
 
 @dataclass(frozen=True)
@@ -217,6 +224,9 @@ def _build_embedder(tmp: Path, sources: dict[str, Source]) -> Artifact:
     ]
     check_parity(model, path, checks, atol=1e-5)
     squared = _PROVISIONAL_SQUARED_DISTANCE
+    template = json.loads(TEMPLATE_FILE.read_text())
+    if template["chip_size"] != side or len(template["points"]) != 5:
+        raise ModelError(f"{TEMPLATE_FILE} is not a five-point template for {side} px chips")
     return Artifact(
         id=f"dlib-resnet-v1-{sources['embedder'].sha256[:8]}",
         role="embedder",
@@ -229,7 +239,8 @@ def _build_embedder(tmp: Path, sources: dict[str, Source]) -> Artifact:
             dtype="uint8",
             pixel_range=(0.0, 255.0),
             size=(side, side),
-            alignment_template=ALIGNMENT_TEMPLATE,
+            alignment_template=template["template_id"],
+            alignment_points=tuple((float(x), float(y)) for x, y in template["points"]),
             normalisation="(x - mean_rgb(122.782, 117.001, 104.298)) / 256, inside the graph",
         ),
         inputs=(TensorSpec(name="chips", dtype="uint8", shape=(None, side, side, 3)),),

@@ -20,7 +20,10 @@ class Embedder:
         contract = self.artifact.input_contract
         if contract.size is None or contract.dtype != "uint8" or self.artifact.embedding_size is None:
             raise ModelMismatch(f"embedder {self.artifact.id} does not take fixed-size uint8 chips")
+        if contract.alignment_points is None:
+            raise ModelMismatch(f"embedder {self.artifact.id} has no alignment template in the manifest")
         self.chip_size: tuple[int, int] = contract.size
+        self.template: tuple[tuple[float, float], ...] = contract.alignment_points
         self.embedding_size: int = self.artifact.embedding_size
         self.session = open_session(models_dir, self.artifact, threads)
         self._input = self.artifact.inputs[0].name
@@ -31,8 +34,12 @@ class Embedder:
         """The id stored beside every embedding this model makes."""
         return self.artifact.id
 
-    def embed(self, chips: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
-        """(N, H, W, 3) uint8 RGB chips -> (N, D) float32 rows of unit length."""
+    def embed(self, chips: npt.NDArray[np.uint8], flip_average: bool = False) -> npt.NDArray[np.float32]:
+        """(N, H, W, 3) uint8 RGB chips -> (N, D) float32 rows of unit length.
+
+        With flip_average, each chip and its mirror image are embedded in one batch, averaged and
+        renormalised: a face and its mirror are the same person, and the average is steadier.
+        """
         expected = (*self.chip_size, 3)
         if chips.dtype != np.uint8 or chips.ndim != 4 or chips.shape[1:] != expected:
             raise ValueError(
@@ -40,5 +47,10 @@ class Embedder:
             )
         if len(chips) == 0:
             return np.zeros((0, self.embedding_size), dtype=np.float32)
-        (vectors,) = self.session.run(None, {self._input: np.ascontiguousarray(chips)})
-        return np.asarray(vectors, dtype=np.float32)
+        batch = np.concatenate([chips, chips[:, :, ::-1]]) if flip_average else chips
+        (output,) = self.session.run(None, {self._input: np.ascontiguousarray(batch)})
+        vectors: npt.NDArray[np.float32] = np.asarray(output, dtype=np.float32)
+        if flip_average:
+            summed = vectors[: len(chips)] + vectors[len(chips) :]
+            vectors = (summed / np.linalg.norm(summed, axis=1, keepdims=True)).astype(np.float32)
+        return vectors

@@ -29,3 +29,51 @@ class ModelMismatch(ModelError):
     """A model's inputs or outputs differ from the contract in the manifest."""
 
     code = "model_mismatch"
+
+
+class ImageError(FaceError):
+    """The uploaded bytes cannot be used as an image."""
+
+    code = "bad_image"
+
+
+class BadImage(ImageError):
+    """Empty, corrupt, truncated or undecodable image data."""
+
+    code = "bad_image"
+
+
+class ImageTooLarge(ImageError):
+    """More bytes or more pixels than the configured limits (decompression-bomb guard)."""
+
+    code = "image_too_large"
+
+
+class UnsupportedImageFormat(ImageError):
+    """A real image, in a format the service does not accept."""
+
+    code = "unsupported_media_type"
+
+
+class FaceNotUsable(FaceError):
+    """The image decoded, but its faces do not suit the request."""
+
+    code = "face_not_usable"
+
+
+class NoFace(FaceNotUsable):
+    """No face was found."""
+
+    code = "no_face"
+
+
+class ManyFaces(FaceNotUsable):
+    """Several faces where exactly one is required."""
+
+    code = "many_faces"
+
+
+class FaceTooSmall(FaceNotUsable):
+    """The face is smaller than the configured minimum: too little detail to embed reliably."""
+
+    code = "face_too_small"

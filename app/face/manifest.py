@@ -36,6 +36,8 @@ class InputContract(_Strict):
     pixel_range: tuple[float, float]
     size: tuple[int, int] | None
     alignment_template: str | None
+    # Where the five MTCNN landmarks (eyes, nose, mouth corners) go in the chip, in chip pixels.
+    alignment_points: tuple[tuple[float, float], ...] | None = None
     normalisation: str
 
 

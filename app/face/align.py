@@ -1,0 +1,95 @@
+"""Five-point similarity alignment onto the embedder's template, warped into a square chip."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image
+
+Points = Sequence[tuple[float, float]] | npt.NDArray[np.floating]
+
+# dlib downsamples with a pyramid before sampling a chip from a much larger face; without it the
+# bilinear warp aliases. Past this many source pixels per chip pixel, the source is reduced first.
+_MAX_SHRINK = 2.0
+
+
+def similarity_transform(source: Points, target: Points) -> npt.NDArray[np.float64]:
+    """Least-squares similarity (Umeyama) taking source points onto target points, as a 2x3 matrix."""
+    src = np.asarray(source, dtype=np.float64)
+    dst = np.asarray(target, dtype=np.float64)
+    if src.shape != dst.shape or src.ndim != 2 or src.shape[1] != 2 or len(src) < 2:
+        raise ValueError(f"need matching (n >= 2, 2) point sets, got {src.shape} and {dst.shape}")
+    src_mean, dst_mean = src.mean(axis=0), dst.mean(axis=0)
+    src_c, dst_c = src - src_mean, dst - dst_mean
+    covariance = dst_c.T @ src_c / len(src)
+    u, singular, vt = np.linalg.svd(covariance)
+    sign = np.eye(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        sign[1, 1] = -1.0  # a reflection is not a similarity
+    rotation = u @ sign @ vt
+    variance = (src_c**2).sum() / len(src)
+    scale = float(np.trace(np.diag(singular) @ sign) / variance) if variance > 0 else 1.0
+    matrix = np.empty((2, 3))
+    matrix[:, :2] = scale * rotation
+    matrix[:, 2] = dst_mean - scale * rotation @ src_mean
+    return matrix
+
+
+def apply_transform(matrix: npt.NDArray[np.float64], points: Points) -> npt.NDArray[np.float64]:
+    """Map (n, 2) points through a 2x3 affine matrix."""
+    pts = np.asarray(points, dtype=np.float64)
+    return pts @ matrix[:, :2].T + matrix[:, 2]
+
+
+def invert_transform(matrix: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """The inverse of a 2x3 affine matrix."""
+    linear = np.linalg.inv(matrix[:, :2])
+    return np.hstack([linear, (-linear @ matrix[:, 2])[:, None]])
+
+
+def chip_to_image_transform(landmarks: Points, template: Points) -> npt.NDArray[np.float64]:
+    """The least-squares map from chip coordinates to image coordinates (dlib fits this direction)."""
+    return similarity_transform(template, landmarks)
+
+
+def warp_chip(
+    image: npt.NDArray[np.uint8], chip_to_image: npt.NDArray[np.float64], size: int
+) -> npt.NDArray[np.uint8]:
+    """Sample a size x size chip: chip pixel (c, r) takes the image at chip_to_image @ (c, r, 1), bilinear.
+
+    Coordinates put pixel centres on integers; outside the image is black.
+    """
+    matrix = chip_to_image.copy()
+    picture = Image.fromarray(image)
+    shrink = math.sqrt(abs(np.linalg.det(matrix[:, :2])))  # source pixels per chip pixel
+    if shrink > _MAX_SHRINK:
+        # Cut out the chip's footprint, then average it down by an integer factor before sampling.
+        corners = apply_transform(matrix, [(0, 0), (size - 1, 0), (0, size - 1), (size - 1, size - 1)])
+        left, top = np.floor(corners.min(axis=0)).astype(int) - 2
+        right, bottom = np.ceil(corners.max(axis=0)).astype(int) + 2
+        # Halve as dlib's pyramid does, until at most 2 source pixels remain per chip pixel.
+        factor = 2 ** math.floor(math.log2(shrink))
+        right += (factor - (right - left) % factor) % factor
+        bottom += (factor - (bottom - top) % factor) % factor
+        picture = picture.crop((int(left), int(top), int(right), int(bottom))).reduce(factor)
+        # Image point p sits at (p - origin - (factor - 1) / 2) / factor in the reduced crop.
+        offset = np.array([left, top], dtype=np.float64) + (factor - 1) / 2.0
+        matrix[:, 2] = (matrix[:, 2] - offset) / factor
+        matrix[:, :2] /= factor
+    # Pillow's affine transform feeds integer output coordinates and reads input pixel centres at +0.5
+    # (checked against dlib's get_face_chip: 0.67 grey levels mean difference, 4.4 unshifted).
+    a, b, c = matrix[0]
+    d, e, f = matrix[1]
+    coefficients = (a, b, c + 0.5, d, e, f + 0.5)
+    chip = picture.transform((size, size), Image.Transform.AFFINE, coefficients, Image.Resampling.BILINEAR)
+    return np.asarray(chip, dtype=np.uint8)
+
+
+def align_face(
+    image: npt.NDArray[np.uint8], landmarks: Points, template: Points, size: int
+) -> npt.NDArray[np.uint8]:
+    """The aligned size x size chip of one face, given its landmarks and the template's chip points."""
+    return warp_chip(image, chip_to_image_transform(landmarks, template), size)

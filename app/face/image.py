@@ -1,0 +1,90 @@
+"""Safe decoding of uploaded bytes into an upright RGB uint8 array."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from app.face.errors import BadImage, ImageTooLarge, UnsupportedImageFormat
+
+# Pillow's format names; MPO is the multi-picture JPEG that many cameras write.
+ACCEPTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "BMP", "GIF", "TIFF"})
+
+DEFAULT_MAX_BYTES = 10 * 1024 * 1024
+DEFAULT_MAX_PIXELS = 40_000_000
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """Refuse inputs above these sizes before any pixel is decoded."""
+
+    max_bytes: int = DEFAULT_MAX_BYTES
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+
+def _open(data: bytes, limits: DecodeLimits) -> Image.Image:
+    if not data:
+        raise BadImage("the image is empty")
+    if len(data) > limits.max_bytes:
+        raise ImageTooLarge(f"the image has {len(data):,} bytes; the limit is {limits.max_bytes:,}")
+    try:
+        with warnings.catch_warnings():
+            # Our own pixel limit below is the guard; Pillow's bomb warning would only be noise.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise BadImage("the data is not an image in any known format") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLarge(str(exc)) from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise BadImage(f"the image header is unreadable: {exc}") from None
+    if image.format not in ACCEPTED_FORMATS:
+        raise UnsupportedImageFormat(
+            f"{image.format} images are not accepted; send JPEG, PNG, WebP, BMP, GIF or TIFF"
+        )
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise BadImage(f"the image has no pixels ({width}x{height})")
+    if width * height > limits.max_pixels:
+        raise ImageTooLarge(
+            f"the image has {width}x{height} = {width * height:,} pixels; the limit is {limits.max_pixels:,}"
+        )
+    return image
+
+
+def _to_rgb(image: Image.Image) -> npt.NDArray[np.uint8]:
+    """Any Pillow mode -> RGB uint8; high-bit-depth modes are scaled, not clipped."""
+    mode = image.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        if mode.startswith("I;16") or (mode == "I" and values.max(initial=0) > 255):
+            values = values / 257.0  # 16-bit range onto 8 bits
+        elif mode == "F" and values.max(initial=0) <= 1.0:
+            values = values * 255.0  # floats in 0..1
+        gray = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in image.info):
+        # Transparent pixels hold arbitrary colours: flatten onto white, as viewers show them.
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
+def decode_image(data: bytes, limits: DecodeLimits | None = None) -> npt.NDArray[np.uint8]:
+    """Bytes -> (H, W, 3) RGB uint8, upright per EXIF; typed errors for every bad input."""
+    image = _open(data, limits or DecodeLimits())
+    try:
+        image.seek(0)  # animated GIF / multi-page TIFF: the first frame
+        image.load()
+        upright = ImageOps.exif_transpose(image)
+        return np.ascontiguousarray(_to_rgb(upright))
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise BadImage(f"the image data is corrupt or truncated: {exc}") from None
+    finally:
+        image.close()

@@ -1,0 +1,115 @@
+"""FacePipeline: image bytes -> faces with embeddings, and the one-face / many-face policies."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from app.face.align import align_face
+from app.face.detector import Detection, MtcnnDetector
+from app.face.embedder import Embedder
+from app.face.errors import FaceTooSmall, ManyFaces, NoFace
+from app.face.image import DecodeLimits, decode_image
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """Serving policy: decode limits, the smallest usable face, and flip averaging."""
+
+    limits: DecodeLimits = field(default_factory=DecodeLimits)
+    min_face_size: float = 32.0
+    flip_average: bool = True
+
+
+@dataclass(frozen=True)
+class Face:
+    """A detected face and its unit-length embedding."""
+
+    detection: Detection
+    embedding: npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class FaceResult:
+    """The face a request uses and how many faces its image held."""
+
+    face: Face
+    faces_found: int
+
+
+def largest_first(detections: Sequence[Detection]) -> list[Detection]:
+    """Detections ordered by box area, largest first."""
+    return sorted(detections, key=lambda d: d.area, reverse=True)
+
+
+class FacePipeline:
+    """Decode, detect, align and embed; every face of one call is embedded in one batch."""
+
+    def __init__(self, detector: MtcnnDetector, embedder: Embedder, settings: PipelineSettings | None = None):
+        self.detector = detector
+        self.embedder = embedder
+        self.settings = settings or PipelineSettings()
+
+    @property
+    def model_id(self) -> str:
+        """The embedder's id, stored beside every embedding."""
+        return self.embedder.model_id
+
+    def decode(self, data: bytes) -> npt.NDArray[np.uint8]:
+        """Bytes -> upright RGB uint8 (typed errors for bad input)."""
+        return decode_image(data, self.settings.limits)
+
+    def detect(self, image: npt.NDArray[np.uint8]) -> list[Detection]:
+        """Every face, largest first."""
+        return largest_first(self.detector.detect(image))
+
+    def chip(self, image: npt.NDArray[np.uint8], detection: Detection) -> npt.NDArray[np.uint8]:
+        """The aligned chip of one detected face."""
+        return align_face(image, detection.landmarks, self.embedder.template, self.embedder.chip_size[0])
+
+    def embed(self, images: Sequence[npt.NDArray[np.uint8]], detections: Sequence[Detection]) -> list[Face]:
+        """Embed the i-th detection of the i-th image, all in one batch."""
+        if not detections:
+            return []
+        chips = np.stack([self.chip(image, d) for image, d in zip(images, detections, strict=True)])
+        vectors = self.embedder.embed(chips, flip_average=self.settings.flip_average)
+        return [Face(d, v) for d, v in zip(detections, vectors, strict=True)]
+
+    def _usable_largest(self, image: npt.NDArray[np.uint8]) -> tuple[Detection, int]:
+        detections = self.detect(image)
+        if not detections:
+            raise NoFace("no face was found in the image")
+        largest = detections[0]
+        if largest.size < self.settings.min_face_size:
+            raise FaceTooSmall(
+                f"the largest face is {largest.size:.0f} px; at least {self.settings.min_face_size:.0f} px "
+                "is needed for a reliable embedding"
+            )
+        return largest, len(detections)
+
+    def largest_faces(self, payloads: Sequence[bytes]) -> list[FaceResult]:
+        """The largest face of each image (verify, identify), embedded together in one batch."""
+        images = [self.decode(data) for data in payloads]
+        picked = [self._usable_largest(image) for image in images]
+        faces = self.embed(images, [detection for detection, _ in picked])
+        return [FaceResult(face, count) for face, (_, count) in zip(faces, picked, strict=True)]
+
+    def single_face(self, data: bytes, allow_largest: bool = False) -> FaceResult:
+        """Exactly one face (enroll); with allow_largest, the largest of several."""
+        image = self.decode(data)
+        detection, count = self._usable_largest(image)
+        if count > 1 and not allow_largest:
+            raise ManyFaces(
+                f"{count} faces were found; send a photo of one person or ask for the largest face"
+            )
+        (face,) = self.embed([image], [detection])
+        return FaceResult(face, count)
+
+    def all_faces(self, data: bytes) -> list[Face]:
+        """Every face large enough to embed, largest first."""
+        image = self.decode(data)
+        usable = [d for d in self.detect(image) if d.size >= self.settings.min_face_size]
+        return self.embed([image] * len(usable), usable)
