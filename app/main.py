@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from app.config import Settings
 from app.face.embedder import Embedder
 from app.face.manifest import load_manifest
+from app.face.runtime import configure_threads
 
 log = logging.getLogger("faceverify")
 
@@ -23,7 +24,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         manifest = load_manifest(settings.models_dir)
-        embedder = Embedder(settings.models_dir, manifest, settings.inference_threads)
+        configure_threads(settings.inference_threads)
+        embedder = Embedder(settings.models_dir, manifest)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         app.state.settings = settings
         app.state.manifest = manifest

@@ -17,18 +17,18 @@ import torch
 
 from app.face.errors import ModelError
 from app.face.manifest import (
-    MANIFEST_NAME,
     MANIFEST_SCHEMA,
     Artifact,
     InputContract,
     Manifest,
     Source,
     TensorSpec,
-    Threshold,
     load_manifest,
     sha256_file,
     verified_path,
+    write_manifest,
 )
+from training.calibrate import provisional_threshold, recorded_threshold
 from training.export import check_parity, export_onnx
 from training.weights.dlib_dat import read_dlib_dnn
 from training.weights.dlib_resnet import DLIB_CHIP_SIZE, EMBEDDING_SIZE, DlibResNet, load_dlib_weights
@@ -40,10 +40,6 @@ DLIB_EMBEDDER_FILE = "dlib_face_recognition_resnet_model_v1.dat"
 FACENET_VERSION = "2.6.0"
 TEMPLATE_FILE = Path(__file__).resolve().parent / "templates" / "mtcnn_dlib_chip_150.json"
 
-# Provisional until `faceverify calibrate` fits it on data: dlib's own rule is Euclidean distance
-# 0.6 between raw descriptors, whose norms are about 1.5, i.e. about 0.4 between unit vectors.
-_PROVISIONAL_SQUARED_DISTANCE = 0.16
-
 # Files whose bytes decide what the build produces; a change to any of them makes models stale.
 _RECIPE_FILES = (
     "build.py",
@@ -52,6 +48,7 @@ _RECIPE_FILES = (
     "weights/dlib_resnet.py",
     "weights/mtcnn.py",
     "templates/mtcnn_dlib_chip_150.json",
+    "calibration.json",
 )
 
 
@@ -109,7 +106,8 @@ def recipe_digest(sources: dict[str, Source]) -> str:
     digest = hashlib.sha256()
     here = Path(__file__).parent
     for name in _RECIPE_FILES:
-        digest.update(name.encode() + b"\0" + (here / name).read_bytes())
+        path = here / name
+        digest.update(name.encode() + b"\0" + (path.read_bytes() if path.is_file() else b"absent"))
     for role in sorted(sources):
         digest.update(f"{role}:{sources[role].sha256}".encode())
     return digest.hexdigest()
@@ -223,12 +221,13 @@ def _build_embedder(tmp: Path, sources: dict[str, Source]) -> Artifact:
         torch.randint(0, 256, (n, side, side, 3), dtype=torch.uint8, generator=generator) for n in (1, 5)
     ]
     check_parity(model, path, checks, atol=1e-5)
-    squared = _PROVISIONAL_SQUARED_DISTANCE
     template = json.loads(TEMPLATE_FILE.read_text())
     if template["chip_size"] != side or len(template["points"]) != 5:
         raise ModelError(f"{TEMPLATE_FILE} is not a five-point template for {side} px chips")
+    model_id = f"dlib-resnet-v1-{sources['embedder'].sha256[:8]}"
+    threshold = recorded_threshold(model_id, template["template_id"]) or provisional_threshold()
     return Artifact(
-        id=f"dlib-resnet-v1-{sources['embedder'].sha256[:8]}",
+        id=model_id,
         role="embedder",
         file=path.name,
         sha256=sha256_file(path),
@@ -247,15 +246,7 @@ def _build_embedder(tmp: Path, sources: dict[str, Source]) -> Artifact:
         outputs=(TensorSpec(name="embeddings", dtype="float32", shape=(None, EMBEDDING_SIZE)),),
         embedding_size=EMBEDDING_SIZE,
         distance="cosine",
-        threshold=Threshold(
-            similarity=1.0 - squared / 2.0,
-            squared_distance=squared,
-            calibrated=False,
-            far=None,
-            calibrated_on=None,
-            note="provisional: dlib's Euclidean 0.6 on raw descriptors (norm ~1.5) mapped to unit vectors; "
-            "run `faceverify calibrate` to fit it on data",
-        ),
+        threshold=threshold,
         source=sources["embedder"],
     )
 
@@ -302,10 +293,8 @@ def build_models(out_dir: Path, force: bool = False, log: Callable[[str], None] 
     # its checksums (stale, rebuilt next time), never one that vouches for half-written files.
     for artifact in artifacts.values():
         os.replace(tmp / artifact.file, out_dir / artifact.file)
-    manifest_tmp = tmp / MANIFEST_NAME
-    manifest_tmp.write_text(json.dumps(manifest.model_dump(mode="json"), indent=2) + "\n")
-    os.replace(manifest_tmp, out_dir / MANIFEST_NAME)
     tmp.rmdir()
+    write_manifest(out_dir, manifest)
     seconds = time.perf_counter() - started
     for artifact in artifacts.values():
         log(f"  {artifact.file}: {artifact.bytes / 1024:,.0f} KiB  sha256 {artifact.sha256[:16]}")

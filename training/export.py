@@ -16,6 +16,8 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from app.face.runtime import session_options
+
 OPSET = 18
 
 
@@ -90,7 +92,7 @@ def _quiet_logger(name: str) -> Any:
 
 def check_parity(module: nn.Module, path: Path, inputs: Sequence[torch.Tensor], atol: float) -> float:
     """Run torch and ONNX Runtime on the same inputs; raise if any output differs by more than atol."""
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(path), session_options(), providers=["CPUExecutionProvider"])
     input_name = session.get_inputs()[0].name
     worst = 0.0
     for x in inputs:

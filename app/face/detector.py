@@ -117,12 +117,12 @@ class MtcnnDetector:
     """Finds faces and their five landmarks with the manifest's P-, R- and O-Net."""
 
     def __init__(
-        self, models_dir: Path, manifest: Manifest, settings: DetectorSettings | None = None, threads: int = 0
+        self, models_dir: Path, manifest: Manifest, settings: DetectorSettings | None = None
     ) -> None:
         self.settings = settings or DetectorSettings()
-        self.pnet = open_session(models_dir, manifest.artifact("pnet"), threads)
-        self.rnet = open_session(models_dir, manifest.artifact("rnet"), threads)
-        self.onet = open_session(models_dir, manifest.artifact("onet"), threads)
+        self.pnet = open_session(models_dir, manifest.artifact("pnet"))
+        self.rnet = open_session(models_dir, manifest.artifact("rnet"))
+        self.onet = open_session(models_dir, manifest.artifact("onet"))
 
     def _scales(self, height: int, width: int) -> list[float]:
         m = _PNET_CELL / self.settings.min_face_size
@@ -176,7 +176,7 @@ class MtcnnDetector:
         for i, (x1, y1, x2, y2) in enumerate(np.trunc(boxes[:, :4]).astype(int).tolist()):
             region = (x1 - 1, y1 - 1, x2, y2)
             if region[0] >= 0 and region[1] >= 0 and region[2] <= width and region[3] <= height:
-                resized = picture.resize((side, side), _RESAMPLE, box=region)
+                resized = picture.resize((side, side), _RESAMPLE, box=region, reducing_gap=2.0)
             else:
                 resized = picture.crop(region).resize((side, side), _RESAMPLE)
             crops[i] = np.asarray(resized, np.float32)

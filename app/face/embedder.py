@@ -15,7 +15,7 @@ from app.face.runtime import open_session
 class Embedder:
     """ONNX Runtime session over the manifest's embedder, checked against its contract."""
 
-    def __init__(self, models_dir: Path, manifest: Manifest, threads: int = 0) -> None:
+    def __init__(self, models_dir: Path, manifest: Manifest) -> None:
         self.artifact: Artifact = manifest.artifact("embedder")
         contract = self.artifact.input_contract
         if contract.size is None or contract.dtype != "uint8" or self.artifact.embedding_size is None:
@@ -25,7 +25,7 @@ class Embedder:
         self.chip_size: tuple[int, int] = contract.size
         self.template: tuple[tuple[float, float], ...] = contract.alignment_points
         self.embedding_size: int = self.artifact.embedding_size
-        self.session = open_session(models_dir, self.artifact, threads)
+        self.session = open_session(models_dir, self.artifact)
         self._input = self.artifact.inputs[0].name
         self.providers: list[str] = self.session.get_providers()
 

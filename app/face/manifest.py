@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -48,7 +49,9 @@ class Threshold(_Strict):
     squared_distance: float
     calibrated: bool
     far: float | None
+    accuracy: float | None = None
     calibrated_on: str | None
+    flip_average: bool | None = None
     note: str
 
 
@@ -119,6 +122,15 @@ def load_manifest(models_dir: Path) -> Manifest:
             f"manifest schema {manifest.schema_version} is not {MANIFEST_SCHEMA}; rebuild the models"
         )
     return manifest
+
+
+def write_manifest(models_dir: Path, manifest: Manifest) -> Path:
+    """Write manifest.json atomically (temporary file, then rename)."""
+    path = models_dir / MANIFEST_NAME
+    partial = path.with_suffix(".json.part")
+    partial.write_text(json.dumps(manifest.model_dump(mode="json"), indent=2) + "\n")
+    os.replace(partial, path)
+    return path
 
 
 def verified_path(models_dir: Path, artifact: Artifact) -> Path:

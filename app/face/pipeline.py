@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -13,6 +14,7 @@ from app.face.detector import Detection, MtcnnDetector
 from app.face.embedder import Embedder
 from app.face.errors import FaceTooSmall, ManyFaces, NoFace
 from app.face.image import DecodeLimits, decode_image
+from app.face.manifest import load_manifest
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,12 @@ class FacePipeline:
         self.detector = detector
         self.embedder = embedder
         self.settings = settings or PipelineSettings()
+
+    @classmethod
+    def from_models(cls, models_dir: Path, settings: PipelineSettings | None = None) -> FacePipeline:
+        """Load and verify the manifest's detector and embedder."""
+        manifest = load_manifest(models_dir)
+        return cls(MtcnnDetector(models_dir, manifest), Embedder(models_dir, manifest), settings)
 
     @property
     def model_id(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,16 +32,36 @@ def _check_specs(kind: str, actual: Sequence[ort.NodeArg], expected: Sequence[Te
                 raise ModelMismatch(f"{kind} {a.name!r} axis {axis} is {dim}, the manifest says {spec}")
 
 
-def open_session(models_dir: Path, artifact: Artifact, threads: int = 0) -> ort.InferenceSession:
+_pool_threads: int | None = None
+
+
+def configure_threads(threads: int = 0) -> int:
+    """Size the process-wide onnxruntime thread pool (0 = every core) before the first session opens.
+
+    Every session shares this one pool: the detector's three nets and the embedder run one after
+    another, and separate pools on the same cores fight over them (idle workers spin for work).
+    The pool is made once; later calls keep it and return its size.
+    """
+    global _pool_threads
+    if _pool_threads is None:
+        _pool_threads = threads if threads > 0 else (os.cpu_count() or 1)
+        ort.set_global_thread_pool_sizes(_pool_threads, 1)
+    return _pool_threads
+
+
+def session_options() -> ort.SessionOptions:
+    """Options for any session of this process: full graph optimisation, on the shared pool."""
+    configure_threads()
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.use_per_session_threads = False
+    return options
+
+
+def open_session(models_dir: Path, artifact: Artifact) -> ort.InferenceSession:
     """Verify the artifact's sha256, open it, and check its graph against the manifest."""
     path = verified_path(models_dir, artifact)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads  # 0 lets onnxruntime use every core
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # Several small sessions run one after another: idle workers spinning for work would steal the
-    # cores from the next session (measured: MTCNN took 2.3x longer with spinning on 2 cores).
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(str(path), options, providers=available_providers())
+    session = ort.InferenceSession(str(path), session_options(), providers=available_providers())
     _check_specs("inputs", session.get_inputs(), artifact.inputs)
     _check_specs("outputs", session.get_outputs(), artifact.outputs)
     return session

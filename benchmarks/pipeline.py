@@ -1,0 +1,163 @@
+"""The whole face pipeline, per stage, against the face_recognition package in the same run.
+
+Run: .venv/bin/python -m benchmarks.pipeline [--images 300]
+Needs LFW's development images (../shared/data/lfw-dev or FV_LFW_DIR) and the peer packages in
+benchmarks/requirements-peers.txt (`make bench` installs them). Each image goes through our pipeline and
+through face_recognition (HOG detection with one upsample, then its encoding) one after the other,
+the order alternating, at 250x250 and upscaled to 1280x960.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import io
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from app.face.pipeline import FacePipeline, PipelineSettings
+from benchmarks.results_file import write_results
+from tests.assets import LFW_DEV
+
+STAGES = ("decode", "detect", "align", "embed")
+SIZES = {"lfw_250x250": None, "upscaled_1280x960": (1280, 960)}
+
+
+def lfw_sample(count: int) -> list[Path]:
+    """The first image of each person, in name order, then second images, until `count`."""
+    people = sorted(p for p in (LFW_DEV / "images").iterdir() if p.is_dir())
+    ordered: list[Path] = []
+    depth = 0
+    while len(ordered) < count and depth < 50:
+        ordered += [imgs[depth] for p in people if len(imgs := sorted(p.glob("*.jpg"))) > depth]
+        depth += 1
+    return ordered[:count]
+
+
+def encoded(path: Path, size: tuple[int, int] | None) -> bytes:
+    """The file's bytes, or the image resized and re-encoded as JPEG (quality 95)."""
+    if size is None:
+        return path.read_bytes()
+    buffer = io.BytesIO()
+    with Image.open(path) as image:
+        image.convert("RGB").resize(size, Image.Resampling.BICUBIC).save(buffer, "JPEG", quality=95)
+    return buffer.getvalue()
+
+
+def ours(pipeline: FacePipeline, data: bytes) -> dict[str, float]:
+    """Per-stage milliseconds for one image through our pipeline (largest face)."""
+    t0 = time.perf_counter()
+    image = pipeline.decode(data)
+    t1 = time.perf_counter()
+    detections = pipeline.detect(image)
+    t2 = time.perf_counter()
+    chips = np.stack([pipeline.chip(image, detections[0])]) if detections else None
+    t3 = time.perf_counter()
+    if chips is not None:
+        pipeline.embedder.embed(chips, flip_average=pipeline.settings.flip_average)
+    t4 = time.perf_counter()
+    return {
+        "decode": t1 - t0,
+        "detect": t2 - t1,
+        "align": t3 - t2,
+        "embed": t4 - t3,
+        "found": bool(detections),
+    }
+
+
+def peer(face_recognition: Any, data: bytes) -> dict[str, float]:
+    """Milliseconds for one image through face_recognition: load, HOG (1 upsample), encoding."""
+    t0 = time.perf_counter()
+    image = face_recognition.load_image_file(io.BytesIO(data))
+    t1 = time.perf_counter()
+    boxes = face_recognition.face_locations(image, number_of_times_to_upsample=1, model="hog")
+    t2 = time.perf_counter()
+    face_recognition.face_encodings(image, known_face_locations=boxes[:1])
+    t3 = time.perf_counter()
+    return {"decode": t1 - t0, "detect": t2 - t1, "encode": t3 - t2, "found": bool(boxes)}
+
+
+def _summary(samples: list[dict[str, float]], keys: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in (*keys, "total"):
+        values = [1000 * (s[key] if key != "total" else sum(s[k] for k in keys)) for s in samples]
+        out[key] = {
+            "median": round(statistics.median(values), 3),
+            "p90": round(float(np.percentile(values, 90)), 3),
+        }
+    out["faces_found"] = sum(bool(s["found"]) for s in samples)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--images", type=int, default=300)
+    parser.add_argument("--models", type=Path, default=Path("models"))
+    parser.add_argument("--no-flip", action="store_true", help="measure without flip averaging")
+    args = parser.parse_args()
+
+    import face_recognition  # the peer, installed from benchmarks/requirements-peers.txt
+
+    threads = os.cpu_count() or 1
+    # The service's own configuration: one onnxruntime thread pool of all cores shared by the models.
+    pipeline = FacePipeline.from_models(args.models, PipelineSettings(flip_average=not args.no_flip))
+    paths = lfw_sample(args.images)
+    results: dict[str, Any] = {}
+    for name, size in SIZES.items():
+        payloads = [encoded(p, size) for p in paths]
+        ours(pipeline, payloads[0])
+        peer(face_recognition, payloads[0])  # warm-up both
+        mine, theirs = [], []
+        for i, data in enumerate(payloads):
+            # Alternate who goes first, so that caches and clock drift favour neither.
+            if i % 2:
+                theirs.append(peer(face_recognition, data))
+                mine.append(ours(pipeline, data))
+            else:
+                mine.append(ours(pipeline, data))
+                theirs.append(peer(face_recognition, data))
+        our_summary = _summary(mine, STAGES)
+        peer_summary = _summary(theirs, ("decode", "detect", "encode"))
+        ratio = peer_summary["total"]["median"] / our_summary["total"]["median"]
+        results[name] = {
+            "ms_per_image": our_summary,
+            "peer_ms_per_image": peer_summary,
+            "ratio_vs_face_recognition": round(ratio, 2),
+        }
+        print(f"\n{name}: {len(payloads)} images")
+        for stage in (*STAGES, "total"):
+            row = our_summary[stage]
+            print(f"  ours  {stage:<7} median {row['median']:8.2f} ms   p90 {row['p90']:8.2f} ms")
+        for stage in ("decode", "detect", "encode", "total"):
+            row = peer_summary[stage]
+            print(f"  peer  {stage:<7} median {row['median']:8.2f} ms   p90 {row['p90']:8.2f} ms")
+        print(f"  faces found: ours {our_summary['faces_found']}, peer {peer_summary['faces_found']}")
+        print(f"  face_recognition / ours (median total): {ratio:.2f}x")
+
+    path = write_results(
+        "pipeline",
+        {
+            "images": len(paths),
+            "cpu": os.cpu_count(),
+            "threads": {"onnxruntime_shared_pool": threads, "dlib": "dlib default (single-threaded HOG)"},
+            "flip_average": not args.no_flip,
+            "model": pipeline.model_id,
+            "peer": f"face_recognition {importlib.metadata.version('face_recognition')} "
+            f"(dlib-bin {importlib.metadata.version('dlib-bin')}): "
+            "HOG with 1 upsample, 5-point landmarks, 1 jitter",
+            **results,
+        },
+    )
+    print(f"\nrecorded in {path}")
+
+
+if __name__ == "__main__":
+    main()
