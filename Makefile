@@ -38,8 +38,12 @@ lint: $(INSTALLED)
 test: models lint
 	$(BIN)/pytest
 
+# Peers are installed only for the benchmarks (face_recognition wants an older setuptools).
 bench: models
+	$(PIP) install --no-deps -r benchmarks/requirements-peers.txt
 	$(BIN)/python -m benchmarks.embedder
+	$(BIN)/python -m benchmarks.pipeline
+	$(BIN)/python -m benchmarks.lfw
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache models/*.onnx models/manifest.json

@@ -6,6 +6,10 @@ from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.face.detector import DetectorSettings
+from app.face.image import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DecodeLimits
+from app.face.pipeline import PipelineSettings
+
 
 class Settings(BaseSettings):
     """Everything the service can be told; defaults give the embedded single-host set-up."""
@@ -18,3 +22,21 @@ class Settings(BaseSettings):
     models_dir: Path = Path("models")
     inference_threads: int = 0
     log_level: str = "info"
+
+    max_image_bytes: int = DEFAULT_MAX_BYTES
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    min_face_size: float = 32.0
+    detector_min_face_size: int = 20
+    flip_average: bool = True
+
+    def pipeline_settings(self) -> PipelineSettings:
+        """The face pipeline's policy from these settings."""
+        return PipelineSettings(
+            limits=DecodeLimits(max_bytes=self.max_image_bytes, max_pixels=self.max_pixels),
+            min_face_size=self.min_face_size,
+            flip_average=self.flip_average,
+        )
+
+    def detector_settings(self) -> DetectorSettings:
+        """MTCNN's settings from these settings."""
+        return DetectorSettings(min_face_size=self.detector_min_face_size)

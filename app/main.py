@@ -10,8 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.config import Settings
-from app.face.embedder import Embedder
-from app.face.manifest import load_manifest
+from app.face.pipeline import FacePipeline
 from app.face.runtime import configure_threads
 
 log = logging.getLogger("faceverify")
@@ -23,13 +22,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        manifest = load_manifest(settings.models_dir)
         configure_threads(settings.inference_threads)
-        embedder = Embedder(settings.models_dir, manifest)
+        pipeline = FacePipeline.from_models(
+            settings.models_dir, settings.pipeline_settings(), settings.detector_settings()
+        )
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         app.state.settings = settings
-        app.state.manifest = manifest
-        app.state.embedder = embedder
+        app.state.pipeline = pipeline
+        embedder = pipeline.embedder
         log.info("embedder %s on %s", embedder.model_id, ", ".join(embedder.providers))
         yield
 

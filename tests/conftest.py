@@ -11,6 +11,7 @@ import pytest
 
 from app.face.embedder import Embedder
 from app.face.manifest import Manifest, load_manifest
+from app.face.pipeline import FacePipeline
 from tests.assets import REPO, AssetUnavailable, lfw_photos, registry_photos
 from tests.dlib_reference import cut_dlib_chips, dlib_models
 
@@ -63,3 +64,14 @@ def dlib_chips(photos: list[Path], dlib_tools: tuple[Any, Any, Any]) -> np.ndarr
     """dlib's own chips of every face in the photos: at least 20, mirrored photos adding where needed."""
     detector, predictor, _ = dlib_tools
     return cut_dlib_chips(photos, detector, predictor, minimum=20)
+
+
+@pytest.fixture(scope="session")
+def pipeline(models_dir: Path) -> FacePipeline:
+    """The serving pipeline with its default settings."""
+    return FacePipeline.from_models(models_dir)
+
+
+def photo(photos: list[Path], name: str) -> Path:
+    """One of the registry photos by file name."""
+    return next(p for p in photos if p.name == name)

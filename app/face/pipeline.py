@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from app.face.align import align_face
-from app.face.detector import Detection, MtcnnDetector
+from app.face.detector import Detection, DetectorSettings, MtcnnDetector
 from app.face.embedder import Embedder
 from app.face.errors import FaceTooSmall, ManyFaces, NoFace
 from app.face.image import DecodeLimits, decode_image
@@ -56,10 +56,16 @@ class FacePipeline:
         self.settings = settings or PipelineSettings()
 
     @classmethod
-    def from_models(cls, models_dir: Path, settings: PipelineSettings | None = None) -> FacePipeline:
+    def from_models(
+        cls,
+        models_dir: Path,
+        settings: PipelineSettings | None = None,
+        detector_settings: DetectorSettings | None = None,
+    ) -> FacePipeline:
         """Load and verify the manifest's detector and embedder."""
         manifest = load_manifest(models_dir)
-        return cls(MtcnnDetector(models_dir, manifest), Embedder(models_dir, manifest), settings)
+        detector = MtcnnDetector(models_dir, manifest, detector_settings)
+        return cls(detector, Embedder(models_dir, manifest), settings)
 
     @property
     def model_id(self) -> str:

@@ -1,0 +1,70 @@
+"""MTCNN on ONNX Runtime: finds every face in a group photo, nothing in blank images; NMS is exact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from app.face.detector import MtcnnDetector, nms
+from app.face.image import decode_image
+from app.face.pipeline import FacePipeline
+from tests.conftest import photo
+
+
+def _detector(pipeline: FacePipeline) -> MtcnnDetector:
+    return pipeline.detector
+
+
+def test_a_group_photo_yields_every_face(pipeline: FacePipeline, photos: list[Path]) -> None:
+    image = decode_image(photo(photos, "t1.jpg").read_bytes())
+    detections = _detector(pipeline).detect(image)
+    assert len(detections) == 6
+    centres = sorted(((d.box[0] + d.box[2]) / 2) for d in detections)
+    assert min(np.diff(centres)) > 50, "two detections of one face"
+
+
+def test_landmarks_sit_inside_the_face(pipeline: FacePipeline, photos: list[Path]) -> None:
+    image = decode_image(photo(photos, "obama.jpg").read_bytes())
+    face = max(_detector(pipeline).detect(image), key=lambda d: d.area)
+    x1, y1, x2, y2 = face.box
+    points = np.array(face.landmarks)
+    assert ((points[:, 0] > x1) & (points[:, 0] < x2) & (points[:, 1] > y1) & (points[:, 1] < y2)).all()
+    left_eye, right_eye, nose, left_mouth, right_mouth = points
+    assert left_eye[0] < right_eye[0] and left_mouth[0] < right_mouth[0]
+    assert max(left_eye[1], right_eye[1]) < nose[1] < min(left_mouth[1], right_mouth[1])
+    assert face.score > 0.99
+
+
+def test_blank_and_tiny_images_have_no_face(pipeline: FacePipeline) -> None:
+    detector = _detector(pipeline)
+    assert detector.detect(np.full((240, 320, 3), 128, np.uint8)) == []
+    assert detector.detect(np.zeros((10, 10, 3), np.uint8)) == []
+
+
+def _brute_force_nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> list[int]:
+    keep: list[int] = []
+    for i in np.argsort(-scores, kind="stable"):
+        ok = True
+        for j in keep:
+            w = max(0.0, min(boxes[i, 2], boxes[j, 2]) - max(boxes[i, 0], boxes[j, 0]) + 1)
+            h = max(0.0, min(boxes[i, 3], boxes[j, 3]) - max(boxes[i, 1], boxes[j, 1]) + 1)
+            area_i = (boxes[i, 2] - boxes[i, 0] + 1) * (boxes[i, 3] - boxes[i, 1] + 1)
+            area_j = (boxes[j, 2] - boxes[j, 0] + 1) * (boxes[j, 3] - boxes[j, 1] + 1)
+            if w * h / (area_i + area_j - w * h) > threshold:
+                ok = False
+                break
+        if ok:
+            keep.append(int(i))
+    return keep
+
+
+def test_nms_matches_a_brute_force_oracle() -> None:
+    rng = np.random.default_rng(5)
+    for count in (0, 1, 7, 120):
+        corners = rng.uniform(0, 200, (count, 2))
+        sizes = rng.uniform(10, 60, (count, 1))
+        boxes = np.hstack([corners, corners + sizes]).astype(np.float32)
+        scores = rng.random(count).astype(np.float32)
+        for threshold in (0.3, 0.5, 0.7):
+            assert nms(boxes, scores, threshold).tolist() == _brute_force_nms(boxes, scores, threshold)

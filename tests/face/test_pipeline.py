@@ -1,0 +1,86 @@
+"""FacePipeline: the one-face / many-face policy, typed refusals, and embeddings that separate people."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app.face.errors import FaceTooSmall, ManyFaces, NoFace
+from app.face.pipeline import FacePipeline, PipelineSettings
+from tests.conftest import photo
+
+
+def _bytes(photos: list[Path], name: str) -> bytes:
+    return photo(photos, name).read_bytes()
+
+
+def _png(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_enroll_policy_wants_exactly_one_face(pipeline: FacePipeline, photos: list[Path]) -> None:
+    group = _bytes(photos, "t1.jpg")
+    with pytest.raises(ManyFaces, match="6 faces"):
+        pipeline.single_face(group)
+    result = pipeline.single_face(group, allow_largest=True)
+    assert result.faces_found == 6
+    assert np.linalg.norm(result.face.embedding) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_no_face_is_refused(pipeline: FacePipeline) -> None:
+    with pytest.raises(NoFace):
+        pipeline.largest_faces([_png(np.full((200, 200, 3), 90, np.uint8))])
+
+
+def test_a_face_below_the_minimum_size_is_refused(models_dir: Path, photos: list[Path]) -> None:
+    strict = FacePipeline.from_models(models_dir, PipelineSettings(min_face_size=400))
+    with pytest.raises(FaceTooSmall, match="at least 400 px"):
+        strict.single_face(_bytes(photos, "obama.jpg"))
+
+
+def test_verify_pairs_are_embedded_together(pipeline: FacePipeline, photos: list[Path]) -> None:
+    threshold = pipeline.embedder.artifact.threshold
+    assert threshold is not None
+    names = ["obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg"]
+    results = pipeline.largest_faces([_bytes(photos, n) for n in names])
+    vectors = np.stack([r.face.embedding for r in results])
+    same = [float(vectors[0] @ vectors[1]), float(vectors[0] @ vectors[2]), float(vectors[1] @ vectors[2])]
+    different = [float(vectors[i] @ vectors[3]) for i in range(3)]
+    assert min(same) >= threshold.similarity, same
+    assert max(different) < threshold.similarity, different
+
+
+def test_exif_rotated_copy_embeds_like_the_upright_photo(pipeline: FacePipeline, photos: list[Path]) -> None:
+    upright = Image.open(photo(photos, "obama2.jpg")).convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 8  # orientation: turn a quarter left to display
+    buffer = io.BytesIO()
+    upright.transpose(Image.Transpose.ROTATE_270).save(buffer, "JPEG", quality=95, exif=exif.tobytes())
+    plain, rotated = pipeline.largest_faces([_bytes(photos, "obama2.jpg"), buffer.getvalue()])
+    assert float(plain.face.embedding @ rotated.face.embedding) >= 0.99
+
+
+def test_every_face_of_a_group_photo_is_embedded(pipeline: FacePipeline, photos: list[Path]) -> None:
+    faces = pipeline.all_faces(_bytes(photos, "t1.jpg"))
+    assert len(faces) == 6
+    vectors = np.stack([f.embedding for f in faces])
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    similarities = vectors @ vectors.T
+    assert similarities[~np.eye(6, dtype=bool)].max() < 0.97, "one face was embedded twice"
+
+
+def test_flip_averaging_keeps_unit_vectors_close_to_plain_ones(
+    pipeline: FacePipeline, photos: list[Path]
+) -> None:
+    image = pipeline.decode(_bytes(photos, "obama.jpg"))
+    chip = pipeline.chip(image, pipeline.detect(image)[0])[None]
+    plain = pipeline.embedder.embed(chip)[0]
+    flipped = pipeline.embedder.embed(chip, flip_average=True)[0]
+    assert np.linalg.norm(flipped) == pytest.approx(1.0, abs=1e-5)
+    assert 0.95 < float(plain @ flipped) < 1.0 - 1e-6

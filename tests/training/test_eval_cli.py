@@ -1,0 +1,94 @@
+"""`faceverify eval lfw` and `faceverify calibrate` end to end, on a small LFW-format set of real photos."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch", reason="the `train` extra is needed for the evaluation commands")
+
+from app.face.manifest import load_manifest
+from app.face.pipeline import FacePipeline
+from tests.assets import REPO
+from tests.conftest import photo
+
+PEOPLE = {
+    "Barack_Obama": ["obama.jpg", "obama2.jpg", "obama3.jpg"],
+    "Joe_Biden": ["biden.jpg"],
+    "Tom_Hanks": ["Tom_Hanks_54745.png"],
+}
+PAIRS = """3
+Barack_Obama\t1\t2
+Barack_Obama\t1\t3
+Barack_Obama\t2\t3
+Barack_Obama\t1\tJoe_Biden\t1
+Barack_Obama\t2\tTom_Hanks\t1
+Joe_Biden\t1\tTom_Hanks\t1
+"""
+
+
+@pytest.fixture(scope="module")
+def small_lfw(photos: list[Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("lfw")
+    for person, files in PEOPLE.items():
+        (root / "images" / person).mkdir(parents=True)
+        for number, name in enumerate(files, start=1):
+            shutil.copy(photo(photos, name), root / "images" / person / f"{person}_{number:04d}.jpg")
+    (root / "pairs.txt").write_text(PAIRS)
+    return root / "images", root / "pairs.txt"
+
+
+def _faceverify(*args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "faceverify.cli", *args]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+def test_eval_lfw_writes_its_figures_and_plot(
+    small_lfw: tuple[Path, Path], models_dir: Path, tmp_path: Path
+) -> None:
+    images, pairs = small_lfw
+    out, plot = tmp_path / "eval.json", tmp_path / "roc.png"
+    done = _faceverify(
+        "eval", "lfw", "--images", str(images), "--pairs", str(pairs),
+        "--models", str(models_dir), "--json", str(out), "--plot", str(plot),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "10-fold accuracy" in done.stdout
+    figures = json.loads(out.read_text())
+    for key in ("pairs", "accuracy_10fold", "accuracy_10fold_std", "threshold", "accuracy_at_threshold",
+                "val_at_far_1e-3", "auc", "no_face_images", "ms_per_image"):  # fmt: skip
+        assert key in figures, key
+    assert figures["pairs"] == 6
+    assert figures["accuracy_at_threshold"] == 1.0
+    assert figures["auc"] == 1.0
+    assert figures["no_face_images"] == 0
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_calibrate_ships_a_threshold_into_the_manifest(
+    small_lfw: tuple[Path, Path], models_dir: Path, tmp_path: Path
+) -> None:
+    images, pairs = small_lfw
+    models = tmp_path / "models"
+    shutil.copytree(models_dir, models)
+    done = _faceverify(
+        "calibrate", "--images", str(images), "--pairs", str(pairs), "--models", str(models), "--no-record"
+    )
+    assert done.returncode == 0, done.stderr
+    threshold = load_manifest(models).artifact("embedder").threshold
+    assert threshold is not None and threshold.calibrated
+    assert threshold.calibrated_on is not None and threshold.calibrated_on.startswith("pairs.txt (6 pairs")
+    assert threshold.far == 0.0 and threshold.accuracy == 1.0
+    assert threshold.squared_distance == pytest.approx(2 - 2 * threshold.similarity, abs=1e-4)
+    assert FacePipeline.from_models(models).embedder.artifact.threshold == threshold
+
+
+def test_the_shipped_threshold_is_calibrated(manifest) -> None:  # type: ignore[no-untyped-def]
+    threshold = manifest.artifact("embedder").threshold
+    assert threshold.calibrated, "run `faceverify calibrate` on DevTrain and commit training/calibration.json"
+    assert threshold.far is not None and threshold.calibrated_on.startswith("pairsDevTrain.txt")
