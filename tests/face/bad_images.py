@@ -83,5 +83,5 @@ def bad_corpus() -> dict[str, tuple[Callable[[], bytes], type[ImageError]]]:
         "sgi": (lambda: encode(picture, "SGI"), UnsupportedImageFormat),
         "jpeg 2000": (lambda: encode(picture, "JPEG2000"), UnsupportedImageFormat),
         "dds": (lambda: encode(picture.convert("RGBA"), "DDS"), UnsupportedImageFormat),
-        "im": (lambda: encode(picture, "IM"), UnsupportedImageFormat),
+        "xbm": (lambda: encode(picture.convert("1"), "XBM"), UnsupportedImageFormat),
     }
