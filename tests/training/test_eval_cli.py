@@ -8,7 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 pytest.importorskip("torch", reason="the `train` extra is needed for the evaluation commands")
 
@@ -22,13 +24,15 @@ PEOPLE = {
     "Joe_Biden": ["biden.jpg"],
     "Tom_Hanks": ["Tom_Hanks_54745.png"],
 }
-PAIRS = """3
+PAIRS = """4
 Barack_Obama\t1\t2
 Barack_Obama\t1\t3
 Barack_Obama\t2\t3
+Blank_Wall\t1\t2
 Barack_Obama\t1\tJoe_Biden\t1
 Barack_Obama\t2\tTom_Hanks\t1
 Joe_Biden\t1\tTom_Hanks\t1
+Blank_Wall\t1\tTom_Hanks\t1
 """
 
 
@@ -39,6 +43,11 @@ def small_lfw(photos: list[Path], tmp_path_factory: pytest.TempPathFactory) -> t
         (root / "images" / person).mkdir(parents=True)
         for number, name in enumerate(files, start=1):
             shutil.copy(photo(photos, name), root / "images" / person / f"{person}_{number:04d}.jpg")
+    # LFW's convention for an image without a face: it is embedded anyway, from a centre box, and counted.
+    (root / "images" / "Blank_Wall").mkdir()
+    for number, grey in ((1, 120), (2, 124)):
+        blank = Image.fromarray(np.full((250, 250, 3), grey, np.uint8))
+        blank.save(root / "images" / "Blank_Wall" / f"Blank_Wall_{number:04d}.jpg")
     (root / "pairs.txt").write_text(PAIRS)
     return root / "images", root / "pairs.txt"
 
@@ -63,10 +72,11 @@ def test_eval_lfw_writes_its_figures_and_plot(
     for key in ("pairs", "accuracy_10fold", "accuracy_10fold_std", "threshold", "accuracy_at_threshold",
                 "val_at_far_1e-3", "auc", "no_face_images", "ms_per_image"):  # fmt: skip
         assert key in figures, key
-    assert figures["pairs"] == 6
+    assert figures["pairs"] == 8
+    assert figures["no_face_images"] == 2
+    assert len(figures["no_face_paths"]) == 2
     assert figures["accuracy_at_threshold"] == 1.0
     assert figures["auc"] == 1.0
-    assert figures["no_face_images"] == 0
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -82,7 +92,7 @@ def test_calibrate_ships_a_threshold_into_the_manifest(
     assert done.returncode == 0, done.stderr
     threshold = load_manifest(models).artifact("embedder").threshold
     assert threshold is not None and threshold.calibrated
-    assert threshold.calibrated_on is not None and threshold.calibrated_on.startswith("pairs.txt (6 pairs")
+    assert threshold.calibrated_on is not None and threshold.calibrated_on.startswith("pairs.txt (8 pairs")
     assert threshold.far == 0.0 and threshold.accuracy == 1.0
     assert threshold.squared_distance == pytest.approx(2 - 2 * threshold.similarity, abs=1e-4)
     assert FacePipeline.from_models(models).embedder.artifact.threshold == threshold
