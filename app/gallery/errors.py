@@ -1,0 +1,43 @@
+"""Domain errors of the identity gallery; the API layer maps them to HTTP statuses."""
+
+
+class GalleryError(Exception):
+    """Base class: every gallery error carries a stable machine-readable code."""
+
+    code = "gallery_error"
+
+
+class CollectionNotFound(GalleryError):
+    """No collection of that name."""
+
+    code = "collection_not_found"
+
+
+class SubjectNotFound(GalleryError):
+    """No subject of that id in the collection."""
+
+    code = "subject_not_found"
+
+
+class FaceNotFound(GalleryError):
+    """No face of that id for the subject."""
+
+    code = "face_not_found"
+
+
+class CollectionExists(GalleryError):
+    """A collection of that name exists already."""
+
+    code = "collection_exists"
+
+
+class GalleryModelMismatch(GalleryError):
+    """Stored embeddings were made by another model than the one loaded; they are never searched."""
+
+    code = "gallery_model_mismatch"
+
+
+class InvalidEmbedding(GalleryError):
+    """A vector of the wrong size, not finite, or not of unit length."""
+
+    code = "invalid_embedding"

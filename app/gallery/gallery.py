@@ -1,0 +1,282 @@
+"""The identity gallery: enroll, identify and delete, with SQLite first and the index after it."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from app.gallery.errors import CollectionNotFound, GalleryModelMismatch, InvalidEmbedding
+from app.gallery.index import FaissIndex, IndexSettings
+from app.gallery.store import Collection, Enrollment, GalleryStore, Subject
+
+log = logging.getLogger("faceverify.gallery")
+
+SNAPSHOT_DIR = "index"
+
+
+class ReadWriteLock:
+    """Many readers or one writer; a waiting writer holds new readers back, so writes are not starved."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writer = False
+        self._writers_waiting = 0
+
+    @contextmanager
+    def read(self) -> Iterator[None]:
+        with self._cond:
+            while self._writer or self._writers_waiting:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def write(self) -> Iterator[None]:
+        with self._cond:
+            self._writers_waiting += 1
+            while self._writer or self._readers:
+                self._cond.wait()
+            self._writers_waiting -= 1
+            self._writer = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writer = False
+                self._cond.notify_all()
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A subject that matches a probe: its best face and that face's similarity."""
+
+    subject_id: str
+    name: str | None
+    face_id: int
+    similarity: float
+
+
+@dataclass(frozen=True)
+class StartupReport:
+    """How each collection's index came to be at start-up."""
+
+    loaded: dict[str, int]
+    rebuilt: dict[str, int]
+    seconds: float
+
+
+class Gallery:
+    """Collections of subjects and their faces: SQLite is the truth, each collection's index follows it.
+
+    Writes commit to SQLite before they touch the index, so a crash between the two loses nothing:
+    start-up rebuilds (or checks a snapshot of) every index from SQLite. Searches run concurrently;
+    writes wait for them and run one at a time, so a search never sees half an enrollment.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        model_id: str,
+        dimension: int,
+        index_settings: IndexSettings | None = None,
+    ) -> None:
+        self.model_id = model_id
+        self.dimension = dimension
+        self.index_settings = index_settings or IndexSettings()
+        self.store = GalleryStore(data_dir)
+        self.snapshots = data_dir / SNAPSHOT_DIR
+        self._indexes: dict[int, FaissIndex] = {}
+        self._lock = ReadWriteLock()
+        self.startup = self._open()
+
+    # Start-up
+
+    def _check_models(self) -> None:
+        foreign = {name: ids - {self.model_id} for name, ids in self.store.model_ids().items()}
+        foreign = {name: ids for name, ids in foreign.items() if ids}
+        if foreign:
+            detail = "; ".join(
+                f"{name!r} by {', '.join(sorted(ids))}" for name, ids in sorted(foreign.items())
+            )
+            raise GalleryModelMismatch(
+                f"the gallery holds faces embedded by another model than the loaded {self.model_id}: "
+                f"{detail}. "
+                "Raw images are not stored, so they cannot be re-embedded here: serve with the models "
+                "that made them, or delete those collections and enroll their subjects again from the "
+                "source photos."
+            )
+
+    def _snapshot_path(self, collection: Collection) -> Path:
+        return self.snapshots / f"collection-{collection.id}.faiss"
+
+    def _open(self) -> StartupReport:
+        started = time.perf_counter()
+        self._check_models()
+        loaded, rebuilt = {}, {}
+        for collection in self.store.collections():
+            index = FaissIndex(self.dimension, self.index_settings)
+            if index.load(self._snapshot_path(collection), self.store.face_ids(collection)):
+                loaded[collection.name] = len(index)
+            else:
+                ids, vectors = self.store.embeddings(collection)
+                index.rebuild(ids, vectors)
+                rebuilt[collection.name] = len(index)
+            self._indexes[collection.id] = index
+        report = StartupReport(loaded, rebuilt, time.perf_counter() - started)
+        log.info("gallery ready in %.2f s: loaded %s, rebuilt %s", report.seconds, loaded, rebuilt)
+        return report
+
+    def save_snapshots(self) -> None:
+        """Write every collection's index, so the next start need not rebuild it."""
+        self.snapshots.mkdir(parents=True, exist_ok=True)
+        with self._lock.read():
+            for collection in self.store.collections():
+                index = self._indexes.get(collection.id)
+                if index is not None:
+                    index.save(self._snapshot_path(collection))
+
+    # Collections
+
+    def collection(self, name: str) -> Collection:
+        """The collection of that name (CollectionNotFound otherwise)."""
+        return self.store.collection(name)
+
+    def collections(self) -> list[tuple[Collection, int]]:
+        """Every collection with its number of faces."""
+        with self._lock.read():
+            return [(c, len(self._indexes.get(c.id, ()))) for c in self.store.collections()]
+
+    def create_collection(self, name: str) -> Collection:
+        """A new empty collection for the loaded model."""
+        with self._lock.write():
+            collection = self.store.create_collection(name, self.model_id)
+            self._indexes[collection.id] = FaissIndex(self.dimension, self.index_settings)
+            return collection
+
+    def delete_collection(self, name: str) -> int:
+        """Delete a collection, its subjects and faces; the number of faces deleted."""
+        with self._lock.write():
+            collection = self.store.collection(name)
+            face_ids = self.store.delete_collection(name)
+            self._indexes.pop(collection.id, None)
+            for suffix in (".faiss", ".json"):
+                self._snapshot_path(collection).with_suffix(suffix).unlink(missing_ok=True)
+            return len(face_ids)
+
+    # Faces
+
+    def _valid(self, vectors: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        vectors = np.asarray(vectors, dtype=np.float32).reshape(-1, self.dimension)
+        norms = np.linalg.norm(vectors, axis=1)
+        if not np.isfinite(vectors).all() or np.abs(norms - 1.0).max(initial=0.0) > 1e-3:
+            raise InvalidEmbedding("embeddings must be finite unit vectors (L2 over the feature axis)")
+        return vectors
+
+    def enroll(
+        self, collection_name: str, enrollments: Sequence[Enrollment], create: bool = True
+    ) -> list[list[int]]:
+        """Store the faces (one SQLite transaction), then index them; the new face ids per enrollment."""
+        for item in enrollments:
+            for face in item.faces:
+                self._valid(face.embedding)
+        with self._lock.write():
+            try:
+                collection = self.store.collection(collection_name)
+            except CollectionNotFound:
+                if not create:
+                    raise
+                collection = self.store.create_collection(collection_name, self.model_id)
+                self._indexes[collection.id] = FaissIndex(self.dimension, self.index_settings)
+            if collection.model_id != self.model_id:
+                raise GalleryModelMismatch(
+                    f"collection {collection.name!r} holds {collection.model_id} embeddings, "
+                    f"not {self.model_id}"
+                )
+            added = self.store.enroll(collection, enrollments)  # committed: from here it is never lost
+            ids = np.array([i for group in added for i in group], dtype=np.int64)
+            vectors = (
+                np.vstack([f.embedding for item in enrollments for f in item.faces]) if len(ids) else None
+            )
+            if vectors is not None:
+                self._indexes[collection.id].add(ids, vectors)
+            return added
+
+    def identify(
+        self,
+        collection_name: str,
+        probes: npt.NDArray[np.float32],
+        top_k: int = 5,
+        threshold: float | None = None,
+    ) -> list[list[Candidate]]:
+        """For each probe, up to top_k subjects by their best face's similarity (at least threshold)."""
+        probes = self._valid(probes)
+        collection = self.store.collection(collection_name)
+        with self._lock.read():
+            index = self._indexes.get(collection.id)
+            if index is None or len(index) == 0:
+                return [[] for _ in probes]
+            # Several faces may belong to one subject: look deeper than top_k, then merge by subject.
+            scores, ids = index.search(probes, max(top_k * 4, top_k + 10))
+        owners = self.store.owners(sorted({int(i) for i in ids.ravel() if i >= 0}))
+        results = []
+        for row_scores, row_ids in zip(scores, ids, strict=True):
+            best: dict[str, Candidate] = {}
+            for score, face_id in zip(row_scores, row_ids, strict=True):
+                owner = owners.get(int(face_id))
+                if owner is None or (threshold is not None and score < threshold):
+                    continue  # a face deleted since the search, or too far
+                subject_id, name = owner
+                if subject_id not in best or score > best[subject_id].similarity:
+                    best[subject_id] = Candidate(subject_id, name, int(face_id), float(score))
+            results.append(sorted(best.values(), key=lambda c: c.similarity, reverse=True)[:top_k])
+        return results
+
+    def delete_subject(self, collection_name: str, subject_id: str) -> int:
+        """Delete a subject and its faces from both stores; the number of faces deleted."""
+        with self._lock.write():
+            collection = self.store.collection(collection_name)
+            face_ids = self.store.delete_subject(collection, subject_id)
+            self._indexes[collection.id].remove(np.array(face_ids, dtype=np.int64))
+            return len(face_ids)
+
+    def delete_face(self, collection_name: str, subject_id: str, face_id: int) -> None:
+        """Delete one face of a subject from both stores."""
+        with self._lock.write():
+            collection = self.store.collection(collection_name)
+            self.store.delete_face(collection, subject_id, face_id)
+            self._indexes[collection.id].remove(np.array([face_id], dtype=np.int64))
+
+    def subject(self, collection_name: str, subject_id: str) -> Subject:
+        """One subject with its face ids."""
+        return self.store.subject(self.store.collection(collection_name), subject_id)
+
+    def subjects(self, collection_name: str, offset: int = 0, limit: int = 100) -> tuple[list[Subject], int]:
+        """A page of subjects and the total."""
+        return self.store.subjects(self.store.collection(collection_name), offset, limit)
+
+    def index_size(self, collection_name: str) -> int:
+        """How many vectors the collection's index holds."""
+        with self._lock.read():
+            index = self._indexes.get(self.store.collection(collection_name).id)
+            return len(index) if index is not None else 0
+
+    def index_ids(self, collection_name: str) -> npt.NDArray[np.int64]:
+        """The face ids the collection's index holds (for consistency checks)."""
+        with self._lock.read():
+            index = self._indexes.get(self.store.collection(collection_name).id)
+            return index.ids() if index is not None else np.zeros(0, np.int64)

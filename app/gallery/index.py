@@ -1,0 +1,202 @@
+"""Vector search over unit embeddings with FAISS: exact inner product, an IVF index past a size."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol, cast
+
+import faiss
+import numpy as np
+import numpy.typing as npt
+
+IdArray = npt.NDArray[np.int64]
+VectorArray = npt.NDArray[np.float32]
+
+
+def ids_checksum(ids: IdArray) -> str:
+    """Order-free fingerprint of a set of face ids: equal sets give equal checksums."""
+    return hashlib.sha256(np.sort(ids.astype("<i8")).tobytes()).hexdigest()
+
+
+class VectorIndex(Protocol):
+    """What the gallery needs from a vector index; a distributed engine can stand in for FAISS."""
+
+    def add(self, ids: IdArray, vectors: VectorArray) -> None: ...
+    def remove(self, ids: IdArray) -> None: ...
+    def search(self, queries: VectorArray, k: int) -> tuple[VectorArray, IdArray]: ...
+    def rebuild(self, ids: IdArray, vectors: VectorArray) -> None: ...
+    def __len__(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    """Exact search up to exact_limit vectors, then IVF; storage trades memory for precision."""
+
+    exact_limit: int = 50_000
+    storage: Literal["float32", "float16", "int8"] = "float32"
+    nprobe: int = 48
+
+
+_UNIT_COMPONENT_RANGE = 0.5
+_QUANTISERS = {"float16": faiss.ScalarQuantizer.QT_fp16, "int8": faiss.ScalarQuantizer.QT_8bit}
+
+
+class FaissIndex:
+    """One collection's vectors in FAISS on the CPU, keyed by face id.
+
+    Small collections use an exact flat index; past exact_limit the index is rebuilt as IVF over
+    sqrt-sized cells (recall is set by nprobe). Both support removal by id.
+    """
+
+    def __init__(self, dimension: int, settings: IndexSettings | None = None) -> None:
+        self.dimension = dimension
+        self.settings = settings or IndexSettings()
+        self.index: faiss.Index = self._exact()
+
+    @property
+    def kind(self) -> str:
+        """'exact' or 'ivf<cells>'."""
+        ivf = faiss.try_extract_index_ivf(self.index)
+        return "exact" if ivf is None else f"ivf{ivf.nlist}"
+
+    def _exact(self) -> faiss.Index:
+        inner: faiss.Index
+        if self.settings.storage == "float32":
+            inner = faiss.IndexFlatIP(self.dimension)
+        else:
+            inner = faiss.IndexScalarQuantizer(
+                self.dimension, _QUANTISERS[self.settings.storage], faiss.METRIC_INNER_PRODUCT
+            )
+            # The codes need a value range; a unit vector's components all but never leave +-0.5
+            # in 128 dimensions, and fixing it up front keeps codes comparable as the index grows.
+            bounds = np.full((2, self.dimension), _UNIT_COMPONENT_RANGE, dtype=np.float32)
+            bounds[0] *= -1
+            inner.train(bounds)
+        return faiss.IndexIDMap2(inner)
+
+    def _ivf(self, vectors: VectorArray) -> faiss.Index:
+        cells = int(min(65_536, max(64, 4 * math.sqrt(len(vectors)))))
+        quantiser = faiss.IndexFlatIP(self.dimension)
+        index: faiss.IndexIVF
+        if self.settings.storage == "float32":
+            index = faiss.IndexIVFFlat(quantiser, self.dimension, cells, faiss.METRIC_INNER_PRODUCT)
+        else:
+            index = faiss.IndexIVFScalarQuantizer(
+                quantiser,
+                self.dimension,
+                cells,
+                _QUANTISERS[self.settings.storage],
+                faiss.METRIC_INNER_PRODUCT,
+            )
+        # k-means needs some tens of points per cell; more only costs start-up time.
+        if len(vectors) > cells * 64:
+            vectors = vectors[np.random.default_rng(0).choice(len(vectors), cells * 64, replace=False)]
+        index.train(np.ascontiguousarray(vectors))
+        index.nprobe = min(cells, self.settings.nprobe)
+        return index
+
+    def _check(self, ids: IdArray, vectors: VectorArray) -> tuple[IdArray, VectorArray]:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != self.dimension or len(ids) != len(vectors):
+            raise ValueError(f"expected ({len(ids)}, {self.dimension}) vectors, got {vectors.shape}")
+        return np.ascontiguousarray(ids, dtype=np.int64), vectors
+
+    def rebuild(self, ids: IdArray, vectors: VectorArray) -> None:
+        """Replace the contents with exactly these vectors, choosing exact or IVF by their number."""
+        ids, vectors = self._check(ids, np.asarray(vectors, np.float32).reshape(len(ids), self.dimension))
+        index = self._exact() if len(ids) <= self.settings.exact_limit else self._ivf(vectors)
+        if len(ids):
+            index.add_with_ids(vectors, ids)
+        self.index = index
+
+    def add(self, ids: IdArray, vectors: VectorArray) -> None:
+        """Add vectors under their face ids; past exact_limit the index turns into IVF."""
+        ids, vectors = self._check(ids, vectors)
+        if self.kind == "exact" and self.index.ntotal + len(ids) > self.settings.exact_limit:
+            old_ids, old_vectors = self.contents()
+            self.rebuild(np.concatenate([old_ids, ids]), np.vstack([old_vectors, vectors]))
+            return
+        self.index.add_with_ids(vectors, ids)
+
+    def remove(self, ids: IdArray) -> None:
+        """Remove vectors by face id (absent ids are ignored)."""
+        if len(ids):
+            # faiss's Python layer takes an id array here; its stubs only know the C++ IDSelector form.
+            self.index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64))  # type: ignore[arg-type]
+
+    def search(self, queries: VectorArray, k: int) -> tuple[VectorArray, IdArray]:
+        """For each query, the k best (inner product, face id); missing places hold id -1."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dimension)
+        if self.index.ntotal == 0 or k <= 0:
+            return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+        scores, ids = self.index.search(queries, min(k, self.index.ntotal))
+        return scores, ids
+
+    def contents(self) -> tuple[IdArray, VectorArray]:
+        """Every (id, vector) held, reconstructed from the index."""
+        count = self.index.ntotal
+        if count == 0:
+            return np.zeros(0, np.int64), np.zeros((0, self.dimension), np.float32)
+        ivf = faiss.try_extract_index_ivf(self.index)
+        if ivf is None:
+            ids = self.ids()
+            return ids, self.index.reconstruct_batch(ids)
+        ivf.make_direct_map()
+        ids = self.ids()
+        return ids, np.vstack([ivf.reconstruct(int(i)) for i in ids])
+
+    def ids(self) -> IdArray:
+        """Every face id held."""
+        ivf = faiss.try_extract_index_ivf(self.index)
+        if ivf is None:
+            return faiss.vector_to_array(cast(faiss.IndexIDMap2, self.index).id_map).astype(np.int64)
+        lists = ivf.invlists
+        assert lists is not None
+        parts = [
+            faiss.rev_swig_ptr(lists.get_ids(n), lists.list_size(n)).copy()
+            for n in range(ivf.nlist)
+            if lists.list_size(n)
+        ]
+        return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+
+    def __len__(self) -> int:
+        return int(self.index.ntotal)
+
+    def save(self, path: Path) -> None:
+        """Write a snapshot (index file plus count and id checksum), atomically."""
+        partial = path.with_suffix(".partial")
+        faiss.write_index(self.index, str(partial))
+        meta = {"count": len(self), "checksum": ids_checksum(self.ids()), "dimension": self.dimension}
+        meta_path = path.with_suffix(".json")
+        meta_partial = meta_path.with_suffix(".json.partial")
+        meta_partial.write_text(json.dumps(meta))
+        os.replace(partial, path)
+        os.replace(meta_partial, meta_path)
+
+    def load(self, path: Path, expected_ids: IdArray) -> bool:
+        """Take a snapshot if it holds exactly expected_ids; False (and nothing changed) otherwise."""
+        meta_path = path.with_suffix(".json")
+        if not path.is_file() or not meta_path.is_file():
+            return False
+        try:
+            meta = json.loads(meta_path.read_text())
+            if meta.get("count") != len(expected_ids) or meta.get("dimension") != self.dimension:
+                return False
+            if meta.get("checksum") != ids_checksum(expected_ids):
+                return False
+            index = faiss.read_index(str(path))
+        except (OSError, ValueError, RuntimeError):
+            return False
+        if index.ntotal != len(expected_ids):
+            return False
+        previous = self.index
+        self.index = index
+        if ids_checksum(self.ids()) != ids_checksum(expected_ids):
+            self.index = previous
+            return False
+        return True

@@ -1,0 +1,332 @@
+"""SQLite, the gallery's source of truth: collections, subjects and their face embeddings."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from app.gallery.errors import CollectionExists, CollectionNotFound, FaceNotFound, SubjectNotFound
+
+DATABASE_NAME = "gallery.sqlite3"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS collections (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL UNIQUE,
+    model_id TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS subjects (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    collection_id INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
+    external_id TEXT NOT NULL,
+    name TEXT,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    created_at TEXT NOT NULL,
+    UNIQUE (collection_id, external_id)
+);
+-- AUTOINCREMENT: a deleted face's id is never handed out again, so an index can never confuse the two.
+CREATE TABLE IF NOT EXISTS faces (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    subject_id INTEGER NOT NULL REFERENCES subjects(id) ON DELETE CASCADE,
+    collection_id INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
+    model_id TEXT NOT NULL,
+    embedding BLOB NOT NULL,
+    box TEXT,
+    score REAL,
+    image_sha256 TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS faces_by_collection ON faces (collection_id, id);
+CREATE INDEX IF NOT EXISTS faces_by_subject ON faces (subject_id);
+"""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class Collection:
+    """A named set of subjects, bound to the model that embedded its faces."""
+
+    id: int
+    name: str
+    model_id: str
+    created_at: str
+
+
+@dataclass(frozen=True)
+class Subject:
+    """A person in a collection."""
+
+    id: int
+    external_id: str
+    name: str | None
+    metadata: dict[str, Any]
+    created_at: str
+    face_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class NewFace:
+    """A face to store: its unit embedding and where it came from."""
+
+    embedding: npt.NDArray[np.float32]
+    box: tuple[float, float, float, float] | None = None
+    score: float | None = None
+    image_sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    """Faces of one subject to add in one transaction."""
+
+    external_id: str
+    faces: Sequence[NewFace]
+    name: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class GalleryStore:
+    """All reads and writes of the SQLite file; writes are serialised, reads run in parallel (WAL)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.path = data_dir / DATABASE_NAME
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        with self._connection() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(_SCHEMA)
+
+    def _connection(self) -> sqlite3.Connection:
+        """This thread's connection (sqlite3 connections must not be shared between threads)."""
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            # FULL: a transaction is on disk when COMMIT returns, so an acknowledged write survives
+            # a crash of the process and of the machine.
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA foreign_keys=ON")
+            self._local.db = db
+        return db
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One IMMEDIATE transaction at a time: committed on success, rolled back on any error."""
+        with self._write_lock:
+            db = self._connection()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close this thread's connection."""
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+    # Collections
+
+    def create_collection(self, name: str, model_id: str) -> Collection:
+        """A new, empty collection for faces embedded by model_id."""
+        with self._write() as db:
+            try:
+                db.execute(
+                    "INSERT INTO collections (name, model_id, created_at) VALUES (?, ?, ?)",
+                    (name, model_id, _now()),
+                )
+            except sqlite3.IntegrityError:
+                raise CollectionExists(f"collection {name!r} exists already") from None
+        return self.collection(name)
+
+    def collection(self, name: str) -> Collection:
+        """The collection of that name, or CollectionNotFound."""
+        row = (
+            self._connection()
+            .execute("SELECT id, name, model_id, created_at FROM collections WHERE name = ?", (name,))
+            .fetchone()
+        )
+        if row is None:
+            raise CollectionNotFound(f"no collection named {name!r}")
+        return Collection(*row)
+
+    def collections(self) -> list[Collection]:
+        """Every collection, oldest first."""
+        rows = self._connection().execute(
+            "SELECT id, name, model_id, created_at FROM collections ORDER BY id"
+        )
+        return [Collection(*row) for row in rows]
+
+    def delete_collection(self, name: str) -> list[int]:
+        """Delete a collection with its subjects and faces; the ids of the deleted faces."""
+        with self._write() as db:
+            row = db.execute("SELECT id FROM collections WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise CollectionNotFound(f"no collection named {name!r}")
+            face_ids = [r[0] for r in db.execute("SELECT id FROM faces WHERE collection_id = ?", row)]
+            db.execute("DELETE FROM collections WHERE id = ?", row)
+        return face_ids
+
+    # Faces and subjects
+
+    def enroll(self, collection: Collection, enrollments: Sequence[Enrollment]) -> list[list[int]]:
+        """Add faces to subjects (created on first use), all in one transaction; the new face ids."""
+        now = _now()
+        added: list[list[int]] = []
+        with self._write() as db:
+            for item in enrollments:
+                db.execute(
+                    "INSERT INTO subjects (collection_id, external_id, name, metadata, created_at)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (collection_id, external_id) DO UPDATE SET"
+                    " name = COALESCE(excluded.name, subjects.name),"
+                    " metadata = CASE WHEN ? THEN excluded.metadata ELSE subjects.metadata END",
+                    (collection.id, item.external_id, item.name, json.dumps(item.metadata or {}), now,
+                     item.metadata is not None),
+                )  # fmt: skip
+                (subject_id,) = db.execute(
+                    "SELECT id FROM subjects WHERE collection_id = ? AND external_id = ?",
+                    (collection.id, item.external_id),
+                ).fetchone()
+                ids = []
+                for face in item.faces:
+                    cursor = db.execute(
+                        "INSERT INTO faces (subject_id, collection_id, model_id, embedding, box, score,"
+                        " image_sha256, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (subject_id, collection.id, collection.model_id,
+                         np.ascontiguousarray(face.embedding, dtype="<f4").tobytes(),
+                         json.dumps(face.box) if face.box is not None else None,
+                         face.score, face.image_sha256, now),
+                    )  # fmt: skip
+                    assert cursor.lastrowid is not None
+                    ids.append(cursor.lastrowid)
+                added.append(ids)
+        return added
+
+    def _subject_id(self, db: sqlite3.Connection, collection: Collection, external_id: str) -> int:
+        row = db.execute(
+            "SELECT id FROM subjects WHERE collection_id = ? AND external_id = ?",
+            (collection.id, external_id),
+        ).fetchone()
+        if row is None:
+            raise SubjectNotFound(f"no subject {external_id!r} in collection {collection.name!r}")
+        return int(row[0])
+
+    def delete_subject(self, collection: Collection, external_id: str) -> list[int]:
+        """Delete a subject and its faces; the ids of the deleted faces."""
+        with self._write() as db:
+            subject_id = self._subject_id(db, collection, external_id)
+            face_ids = [r[0] for r in db.execute("SELECT id FROM faces WHERE subject_id = ?", (subject_id,))]
+            db.execute("DELETE FROM subjects WHERE id = ?", (subject_id,))
+        return face_ids
+
+    def delete_face(self, collection: Collection, external_id: str, face_id: int) -> None:
+        """Delete one face of a subject."""
+        with self._write() as db:
+            subject_id = self._subject_id(db, collection, external_id)
+            cursor = db.execute("DELETE FROM faces WHERE id = ? AND subject_id = ?", (face_id, subject_id))
+            if cursor.rowcount == 0:
+                raise FaceNotFound(f"subject {external_id!r} has no face {face_id}")
+
+    def subject(self, collection: Collection, external_id: str) -> Subject:
+        """One subject with its face ids."""
+        db = self._connection()
+        row = db.execute(
+            "SELECT id, external_id, name, metadata, created_at FROM subjects"
+            " WHERE collection_id = ? AND external_id = ?",
+            (collection.id, external_id),
+        ).fetchone()
+        if row is None:
+            raise SubjectNotFound(f"no subject {external_id!r} in collection {collection.name!r}")
+        faces = tuple(
+            r[0] for r in db.execute("SELECT id FROM faces WHERE subject_id = ? ORDER BY id", (row[0],))
+        )
+        return Subject(row[0], row[1], row[2], json.loads(row[3]), row[4], faces)
+
+    def subjects(
+        self, collection: Collection, offset: int = 0, limit: int = 100
+    ) -> tuple[list[Subject], int]:
+        """A page of subjects (oldest first) and the total count."""
+        db = self._connection()
+        total = db.execute(
+            "SELECT COUNT(*) FROM subjects WHERE collection_id = ?", (collection.id,)
+        ).fetchone()[0]
+        rows = db.execute(
+            "SELECT s.id, s.external_id, s.name, s.metadata, s.created_at, GROUP_CONCAT(f.id)"
+            " FROM subjects s LEFT JOIN faces f ON f.subject_id = s.id WHERE s.collection_id = ?"
+            " GROUP BY s.id ORDER BY s.id LIMIT ? OFFSET ?",
+            (collection.id, limit, offset),
+        ).fetchall()
+        page = [
+            Subject(
+                r[0],
+                r[1],
+                r[2],
+                json.loads(r[3]),
+                r[4],
+                tuple(sorted(int(i) for i in r[5].split(","))) if r[5] else (),
+            )
+            for r in rows
+        ]
+        return page, int(total)
+
+    def owners(self, face_ids: Sequence[int]) -> dict[int, tuple[str, str | None]]:
+        """face id -> (subject external id, subject name), for the ids that exist."""
+        if not face_ids:
+            return {}
+        marks = ",".join("?" * len(face_ids))
+        rows = self._connection().execute(
+            f"SELECT f.id, s.external_id, s.name FROM faces f JOIN subjects s ON s.id = f.subject_id"
+            f" WHERE f.id IN ({marks})",
+            [int(i) for i in face_ids],
+        )
+        return {int(r[0]): (r[1], r[2]) for r in rows}
+
+    def embeddings(self, collection: Collection) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """Every face id and embedding of a collection, in id order (for rebuilding its index)."""
+        rows = (
+            self._connection()
+            .execute("SELECT id, embedding FROM faces WHERE collection_id = ? ORDER BY id", (collection.id,))
+            .fetchall()
+        )
+        if not rows:
+            return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), -1)
+        return ids, vectors.astype(np.float32, copy=False)
+
+    def face_ids(self, collection: Collection) -> npt.NDArray[np.int64]:
+        """Every face id of a collection, in id order."""
+        rows = (
+            self._connection()
+            .execute("SELECT id FROM faces WHERE collection_id = ? ORDER BY id", (collection.id,))
+            .fetchall()
+        )
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def model_ids(self) -> dict[str, set[str]]:
+        """collection name -> the model ids its faces were embedded with."""
+        found: dict[str, set[str]] = {}
+        rows = self._connection().execute(
+            "SELECT c.name, c.model_id FROM collections c UNION SELECT c.name, f.model_id"
+            " FROM faces f JOIN collections c ON c.id = f.collection_id"
+        )
+        for name, model_id in rows:
+            found.setdefault(name, set()).add(model_id)
+        return found
