@@ -209,11 +209,11 @@ class Gallery:
                 )
             added = self.store.enroll(collection, enrollments)  # committed: from here it is never lost
             ids = np.array([i for group in added for i in group], dtype=np.int64)
-            vectors = (
-                np.vstack([f.embedding for item in enrollments for f in item.faces]) if len(ids) else None
-            )
-            if vectors is not None:
-                self._indexes[collection.id].add(ids, vectors)
+            index = self._indexes[collection.id]
+            if index.needs_rebuild(len(ids)):
+                index.rebuild(*self.store.embeddings(collection))
+            elif len(ids):
+                index.add(ids, np.vstack([f.embedding for item in enrollments for f in item.faces]))
             return added
 
     def identify(

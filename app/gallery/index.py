@@ -43,6 +43,8 @@ class IndexSettings:
 
 
 _UNIT_COMPONENT_RANGE = 0.5
+# IVF cells are trained for the size at the last rebuild; past this growth factor they are retrained.
+_IVF_GROWTH = 4
 _QUANTISERS = {"float16": faiss.ScalarQuantizer.QT_fp16, "int8": faiss.ScalarQuantizer.QT_8bit}
 
 
@@ -57,6 +59,7 @@ class FaissIndex:
         self.dimension = dimension
         self.settings = settings or IndexSettings()
         self.index: faiss.Index = self._exact()
+        self._built_for = 0
 
     @property
     def kind(self) -> str:
@@ -80,7 +83,7 @@ class FaissIndex:
         return faiss.IndexIDMap2(inner)
 
     def _ivf(self, vectors: VectorArray) -> faiss.Index:
-        cells = int(min(65_536, max(64, 4 * math.sqrt(len(vectors)))))
+        cells = int(min(65_536, max(64, math.sqrt(len(vectors)))))
         quantiser = faiss.IndexFlatIP(self.dimension)
         index: faiss.IndexIVF
         if self.settings.storage == "float32":
@@ -113,14 +116,19 @@ class FaissIndex:
         if len(ids):
             index.add_with_ids(vectors, ids)
         self.index = index
+        self._built_for = len(ids)
+
+    def needs_rebuild(self, extra: int) -> bool:
+        """Whether adding `extra` vectors calls for a rebuild from all of them: an exact index that
+        outgrows exact_limit, or IVF cells trained for a quarter of the size or less."""
+        after = self.index.ntotal + extra
+        if self.kind == "exact":
+            return after > self.settings.exact_limit
+        return after > _IVF_GROWTH * max(1, self._built_for)
 
     def add(self, ids: IdArray, vectors: VectorArray) -> None:
-        """Add vectors under their face ids; past exact_limit the index turns into IVF."""
+        """Add vectors under their face ids (callers rebuild instead when needs_rebuild says so)."""
         ids, vectors = self._check(ids, vectors)
-        if self.kind == "exact" and self.index.ntotal + len(ids) > self.settings.exact_limit:
-            old_ids, old_vectors = self.contents()
-            self.rebuild(np.concatenate([old_ids, ids]), np.vstack([old_vectors, vectors]))
-            return
         self.index.add_with_ids(vectors, ids)
 
     def remove(self, ids: IdArray) -> None:
@@ -136,19 +144,6 @@ class FaissIndex:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
         scores, ids = self.index.search(queries, min(k, self.index.ntotal))
         return scores, ids
-
-    def contents(self) -> tuple[IdArray, VectorArray]:
-        """Every (id, vector) held, reconstructed from the index."""
-        count = self.index.ntotal
-        if count == 0:
-            return np.zeros(0, np.int64), np.zeros((0, self.dimension), np.float32)
-        ivf = faiss.try_extract_index_ivf(self.index)
-        if ivf is None:
-            ids = self.ids()
-            return ids, self.index.reconstruct_batch(ids)
-        ivf.make_direct_map()
-        ids = self.ids()
-        return ids, np.vstack([ivf.reconstruct(int(i)) for i in ids])
 
     def ids(self) -> IdArray:
         """Every face id held."""
@@ -199,4 +194,5 @@ class FaissIndex:
         if ids_checksum(self.ids()) != ids_checksum(expected_ids):
             self.index = previous
             return False
+        self._built_for = len(expected_ids)
         return True

@@ -189,35 +189,51 @@ class GalleryStore:
     def enroll(self, collection: Collection, enrollments: Sequence[Enrollment]) -> list[list[int]]:
         """Add faces to subjects (created on first use), all in one transaction; the new face ids."""
         now = _now()
-        added: list[list[int]] = []
         with self._write() as db:
-            for item in enrollments:
-                db.execute(
-                    "INSERT INTO subjects (collection_id, external_id, name, metadata, created_at)"
-                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (collection_id, external_id) DO UPDATE SET"
-                    " name = COALESCE(excluded.name, subjects.name),"
-                    " metadata = CASE WHEN ? THEN excluded.metadata ELSE subjects.metadata END",
-                    (collection.id, item.external_id, item.name, json.dumps(item.metadata or {}), now,
-                     item.metadata is not None),
-                )  # fmt: skip
-                (subject_id,) = db.execute(
-                    "SELECT id FROM subjects WHERE collection_id = ? AND external_id = ?",
-                    (collection.id, item.external_id),
-                ).fetchone()
-                ids = []
-                for face in item.faces:
-                    cursor = db.execute(
-                        "INSERT INTO faces (subject_id, collection_id, model_id, embedding, box, score,"
-                        " image_sha256, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (subject_id, collection.id, collection.model_id,
-                         np.ascontiguousarray(face.embedding, dtype="<f4").tobytes(),
-                         json.dumps(face.box) if face.box is not None else None,
-                         face.score, face.image_sha256, now),
-                    )  # fmt: skip
-                    assert cursor.lastrowid is not None
-                    ids.append(cursor.lastrowid)
-                added.append(ids)
+            db.executemany(
+                "INSERT INTO subjects (collection_id, external_id, name, metadata, created_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (collection_id, external_id) DO UPDATE SET"
+                " name = COALESCE(excluded.name, subjects.name),"
+                " metadata = CASE WHEN ? THEN excluded.metadata ELSE subjects.metadata END",
+                [(collection.id, item.external_id, item.name, json.dumps(item.metadata or {}), now,
+                  item.metadata is not None) for item in enrollments],
+            )  # fmt: skip
+            subject_ids = self._subject_ids(db, collection, [item.external_id for item in enrollments])
+            rows = [
+                (subject_ids[item.external_id], collection.id, collection.model_id,
+                 np.ascontiguousarray(face.embedding, dtype="<f4").tobytes(),
+                 json.dumps(face.box) if face.box is not None else None, face.score, face.image_sha256, now)
+                for item in enrollments
+                for face in item.faces
+            ]  # fmt: skip
+            db.executemany(
+                "INSERT INTO faces (subject_id, collection_id, model_id, embedding, box, score, image_sha256,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            (last,) = db.execute("SELECT last_insert_rowid()").fetchone()
+        # Inside one write transaction AUTOINCREMENT hands out consecutive ids, in insertion order.
+        first = int(last) - len(rows) + 1
+        added, next_id = [], first
+        for item in enrollments:
+            added.append(list(range(next_id, next_id + len(item.faces))))
+            next_id += len(item.faces)
         return added
+
+    def _subject_ids(
+        self, db: sqlite3.Connection, collection: Collection, external_ids: list[str]
+    ) -> dict[str, int]:
+        found: dict[str, int] = {}
+        unique = list(dict.fromkeys(external_ids))
+        for start in range(0, len(unique), 500):  # stay under SQLite's bound-parameter limit
+            chunk = unique[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = db.execute(
+                f"SELECT external_id, id FROM subjects WHERE collection_id = ? AND external_id IN ({marks})",
+                [collection.id, *chunk],
+            )
+            found.update((str(r[0]), int(r[1])) for r in rows)
+        return found
 
     def _subject_id(self, db: sqlite3.Connection, collection: Collection, external_id: str) -> int:
         row = db.execute(

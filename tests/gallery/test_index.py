@@ -28,9 +28,17 @@ def test_growing_past_the_limit_switches_to_ivf_and_keeps_recall() -> None:
     centres = identities(12_000, seed=5)
     ids = np.arange(1, 12_001)
     index = FaissIndex(DIM, IndexSettings(exact_limit=5_000))
-    for start in range(0, 12_000, 3_000):
-        index.add(ids[start : start + 3_000], centres[start : start + 3_000])
+    rebuilds = 0
+    for end in range(3_000, 12_001, 3_000):
+        if index.needs_rebuild(3_000):
+            index.rebuild(ids[:end], centres[:end])  # the gallery rebuilds from SQLite
+            rebuilds += 1
+        else:
+            index.add(ids[end - 3_000 : end], centres[end - 3_000 : end])
+    assert rebuilds == 1
     assert index.kind.startswith("ivf") and len(index) == 12_000
+    # Trained on 6,000: retrained once it would pass 4x that.
+    assert not index.needs_rebuild(12_000) and index.needs_rebuild(12_001)
     assert ids_checksum(index.ids()) == ids_checksum(ids)
     probes = faces_of(centres[:1_000], seed=6)
     _, found = index.search(probes, 1)
