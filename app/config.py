@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.face.detector import DetectorSettings
 from app.face.image import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DecodeLimits
 from app.face.pipeline import PipelineSettings
+from app.gallery.index import IndexSettings
 
 
 class Settings(BaseSettings):
@@ -29,12 +31,26 @@ class Settings(BaseSettings):
     detector_min_face_size: int = 20
     flip_average: bool = True
 
+    index_exact_limit: int = 50_000
+    index_storage: Literal["float32", "float16", "int8"] = "float32"
+    index_nprobe: int = 48
+    index_use_gpu: bool = True
+
     def pipeline_settings(self) -> PipelineSettings:
         """The face pipeline's policy from these settings."""
         return PipelineSettings(
             limits=DecodeLimits(max_bytes=self.max_image_bytes, max_pixels=self.max_pixels),
             min_face_size=self.min_face_size,
             flip_average=self.flip_average,
+        )
+
+    def index_settings(self) -> IndexSettings:
+        """The gallery index's settings from these settings."""
+        return IndexSettings(
+            exact_limit=self.index_exact_limit,
+            storage=self.index_storage,
+            nprobe=self.index_nprobe,
+            use_gpu=self.index_use_gpu,
         )
 
     def detector_settings(self) -> DetectorSettings:

@@ -12,6 +12,8 @@ from fastapi import FastAPI
 from app.config import Settings
 from app.face.pipeline import FacePipeline
 from app.face.runtime import configure_threads
+from app.gallery.gallery import Gallery
+from app.gallery.index import gpu_count
 
 log = logging.getLogger("faceverify")
 
@@ -26,12 +28,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         pipeline = FacePipeline.from_models(
             settings.models_dir, settings.pipeline_settings(), settings.detector_settings()
         )
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        embedder = pipeline.embedder
+        # Refuses to open a gallery whose faces another model embedded (GalleryModelMismatch).
+        gallery = Gallery(
+            settings.data_dir, embedder.model_id, embedder.embedding_size, settings.index_settings()
+        )
         app.state.settings = settings
         app.state.pipeline = pipeline
-        embedder = pipeline.embedder
+        app.state.gallery = gallery
         log.info("embedder %s on %s", embedder.model_id, ", ".join(embedder.providers))
-        yield
+        device = "GPU" if settings.index_use_gpu and gpu_count() else "CPU"
+        log.info("gallery in %s, index search on the %s", settings.data_dir, device)
+        try:
+            yield
+        finally:
+            gallery.save_snapshots()  # lets the next start skip rebuilding the indexes
 
     app = FastAPI(title="faceverify", version=importlib.metadata.version("faceverify"), lifespan=lifespan)
 

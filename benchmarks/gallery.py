@@ -88,13 +88,17 @@ def bench_size(size: int, workdir: Path, settings: IndexSettings) -> dict[str, A
     assert gallery.startup.loaded == {"bench": size}, gallery.startup
 
     picks = rng.choice(size, PROBES, replace=False)
-    probes = _unit(vectors[picks] + rng.standard_normal((PROBES, DIM)).astype(np.float32) * 0.3 / np.sqrt(DIM))
+    probes = _unit(
+        vectors[picks] + rng.standard_normal((PROBES, DIM)).astype(np.float32) * 0.3 / np.sqrt(DIM)
+    )
     index = gallery._indexes[gallery.collection("bench").id]
     ann_times, ann_top = _one_by_one(lambda q: index.search(q, 1)[1][0, 0], probes)
     identify_times, _ = _one_by_one(lambda q: gallery.identify("bench", q, top_k=5)[0][0].face_id, probes)
     flat = faiss.IndexFlatIP(DIM)
     flat.add(vectors)
-    exact_times, exact_top = _one_by_one(lambda q: flat.search(q, 1)[1][0, 0] + 1, probes)  # face ids start at 1
+    exact_times, exact_top = _one_by_one(
+        lambda q: flat.search(q, 1)[1][0, 0] + 1, probes
+    )  # face ids start at 1
     recall = float(np.mean(ann_top == exact_top))
     figures = {
         "faces": size,
@@ -119,7 +123,9 @@ def bench_size(size: int, workdir: Path, settings: IndexSettings) -> dict[str, A
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--nprobe", type=int, default=IndexSettings().nprobe)
     args = parser.parse_args()

@@ -6,6 +6,7 @@ import hashlib
 import json
 import math
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol, cast
@@ -40,6 +41,13 @@ class IndexSettings:
     exact_limit: int = 50_000
     storage: Literal["float32", "float16", "int8"] = "float32"
     nprobe: int = 48
+    use_gpu: bool = True  # where faiss sees a GPU (the `gpu` extra); the CPU otherwise
+
+
+def gpu_count() -> int:
+    """GPUs that this faiss build can use (0 for faiss-cpu)."""
+    counter = getattr(faiss, "get_num_gpus", None)
+    return int(counter()) if counter is not None else 0
 
 
 _UNIT_COMPONENT_RANGE = 0.5
@@ -60,6 +68,23 @@ class FaissIndex:
         self.settings = settings or IndexSettings()
         self.index: faiss.Index = self._exact()
         self._built_for = 0
+        # The CPU index stays the one that is written; a GPU copy serves searches where there is a GPU.
+        self._gpu = faiss.StandardGpuResources() if self.settings.use_gpu and gpu_count() else None
+        self._replica: faiss.Index | None = None
+        self._replica_lock = threading.Lock()
+
+    @property
+    def device(self) -> str:
+        """Where searches run: 'gpu' or 'cpu'."""
+        return "gpu" if self._gpu is not None else "cpu"
+
+    def _searchable(self) -> faiss.Index:
+        if self._gpu is None:
+            return self.index
+        with self._replica_lock:
+            if self._replica is None:
+                self._replica = faiss.index_cpu_to_gpu(self._gpu, 0, self.index)
+            return self._replica
 
     @property
     def kind(self) -> str:
@@ -117,6 +142,7 @@ class FaissIndex:
             index.add_with_ids(vectors, ids)
         self.index = index
         self._built_for = len(ids)
+        self._replica = None
 
     def needs_rebuild(self, extra: int) -> bool:
         """Whether adding `extra` vectors calls for a rebuild from all of them: an exact index that
@@ -130,19 +156,25 @@ class FaissIndex:
         """Add vectors under their face ids (callers rebuild instead when needs_rebuild says so)."""
         ids, vectors = self._check(ids, vectors)
         self.index.add_with_ids(vectors, ids)
+        if self._replica is not None:
+            try:
+                self._replica.add_with_ids(vectors, ids)
+            except RuntimeError:
+                self._replica = None  # copied afresh at the next search
 
     def remove(self, ids: IdArray) -> None:
         """Remove vectors by face id (absent ids are ignored)."""
         if len(ids):
             # faiss's Python layer takes an id array here; its stubs only know the C++ IDSelector form.
             self.index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64))  # type: ignore[arg-type]
+            self._replica = None  # GPU indexes cannot remove by id: copied afresh at the next search
 
     def search(self, queries: VectorArray, k: int) -> tuple[VectorArray, IdArray]:
         """For each query, the k best (inner product, face id); missing places hold id -1."""
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dimension)
         if self.index.ntotal == 0 or k <= 0:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
-        scores, ids = self.index.search(queries, min(k, self.index.ntotal))
+        scores, ids = self._searchable().search(queries, min(k, self.index.ntotal))
         return scores, ids
 
     def ids(self) -> IdArray:
@@ -195,4 +227,5 @@ class FaissIndex:
             self.index = previous
             return False
         self._built_for = len(expected_ids)
+        self._replica = None
         return True
