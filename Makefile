@@ -44,6 +44,7 @@ bench: models
 	$(BIN)/python -m benchmarks.embedder
 	$(BIN)/python -m benchmarks.pipeline
 	$(BIN)/python -m benchmarks.lfw
+	$(BIN)/python -m benchmarks.gallery
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache models/*.onnx models/manifest.json

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from app.gallery.errors import CollectionNotFound, GalleryModelMismatch, InvalidEmbedding
-from app.gallery.index import FaissIndex, IndexSettings
+from app.gallery.index import FaissIndex, IndexSettings, VectorIndex
 from app.gallery.store import Collection, Enrollment, GalleryStore, Subject
 
 log = logging.getLogger("faceverify.gallery")
@@ -94,13 +94,15 @@ class Gallery:
         model_id: str,
         dimension: int,
         index_settings: IndexSettings | None = None,
+        index_factory: Callable[[], VectorIndex] | None = None,
     ) -> None:
         self.model_id = model_id
         self.dimension = dimension
         self.index_settings = index_settings or IndexSettings()
+        self._new_index = index_factory or (lambda: FaissIndex(dimension, self.index_settings))
         self.store = GalleryStore(data_dir)
         self.snapshots = data_dir / SNAPSHOT_DIR
-        self._indexes: dict[int, FaissIndex] = {}
+        self._indexes: dict[int, VectorIndex] = {}
         self._lock = ReadWriteLock()
         self.startup = self._open()
 
@@ -129,7 +131,7 @@ class Gallery:
         self._check_models()
         loaded, rebuilt = {}, {}
         for collection in self.store.collections():
-            index = FaissIndex(self.dimension, self.index_settings)
+            index = self._new_index()
             if index.load(self._snapshot_path(collection), self.store.face_ids(collection)):
                 loaded[collection.name] = len(index)
             else:
@@ -165,7 +167,7 @@ class Gallery:
         """A new empty collection for the loaded model."""
         with self._lock.write():
             collection = self.store.create_collection(name, self.model_id)
-            self._indexes[collection.id] = FaissIndex(self.dimension, self.index_settings)
+            self._indexes[collection.id] = self._new_index()
             return collection
 
     def delete_collection(self, name: str) -> int:
@@ -201,7 +203,7 @@ class Gallery:
                 if not create:
                     raise
                 collection = self.store.create_collection(collection_name, self.model_id)
-                self._indexes[collection.id] = FaissIndex(self.dimension, self.index_settings)
+                self._indexes[collection.id] = self._new_index()
             if collection.model_id != self.model_id:
                 raise GalleryModelMismatch(
                     f"collection {collection.name!r} holds {collection.model_id} embeddings, "
