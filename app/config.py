@@ -24,6 +24,10 @@ class Settings(BaseSettings):
     models_dir: Path = Path("models")
     inference_threads: int = 0
     log_level: str = "info"
+    # JSON: {"key": ["collection", ...]} or {"key": ["*"]}; none configured = open, loopback only.
+    api_keys: dict[str, list[str]] = {}
+    inference_workers: int = 2
+    max_pending_requests: int = 64
 
     max_image_bytes: int = DEFAULT_MAX_BYTES
     max_pixels: int = DEFAULT_MAX_PIXELS

@@ -1,4 +1,4 @@
-"""The FastAPI application factory: settings in, app with models loaded in its lifespan out."""
+"""The FastAPI application factory: settings in, app with models and gallery loaded in its lifespan out."""
 
 from __future__ import annotations
 
@@ -9,6 +9,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from app.api.auth import KeyRing
+from app.api.errors import install_error_handlers
+from app.api.inference import InferenceGate
+from app.api.routes import collections, detect, enroll, health, identify, subjects, verify
 from app.config import Settings
 from app.face.pipeline import FacePipeline
 from app.face.runtime import configure_threads
@@ -19,7 +23,7 @@ log = logging.getLogger("faceverify")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app; models load when it starts, and a bad artifact stops the start."""
+    """Build the app; models and gallery load when it starts, and a bad artifact stops the start."""
     settings = settings or Settings()
 
     @asynccontextmanager
@@ -33,22 +37,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gallery = Gallery(
             settings.data_dir, embedder.model_id, embedder.embedding_size, settings.index_settings()
         )
+        gate = InferenceGate(settings.inference_workers, settings.max_pending_requests)
+        keys = KeyRing(settings.api_keys)
         app.state.settings = settings
         app.state.pipeline = pipeline
         app.state.gallery = gallery
-        log.info("embedder %s on %s", embedder.model_id, ", ".join(embedder.providers))
+        app.state.gate = gate
+        app.state.keys = keys
         device = "GPU" if settings.index_use_gpu and gpu_count() else "CPU"
+        log.info("embedder %s on %s", embedder.model_id, ", ".join(embedder.providers))
         log.info("gallery in %s, index search on the %s", settings.data_dir, device)
+        if keys.open:
+            log.warning("no API keys configured (FV_API_KEYS): the service is open to anyone who reaches it")
         try:
             yield
         finally:
+            gate.close()
             gallery.save_snapshots()  # lets the next start skip rebuilding the indexes
 
     app = FastAPI(title="faceverify", version=importlib.metadata.version("faceverify"), lifespan=lifespan)
-
-    @app.get("/health")
-    async def health() -> dict[str, str]:
-        """Liveness: the process answers."""
-        return {"status": "ok"}
-
+    install_error_handlers(app)
+    for module in (verify, enroll, identify, detect, subjects, collections, health):
+        app.include_router(module.router)
     return app

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 
 import uvicorn
 
 from app.config import Settings
 from app.main import create_app
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def serve(host: str | None = None, port: int | None = None) -> None:

@@ -267,6 +267,10 @@ class Gallery:
         """One subject with its face ids."""
         return self.store.subject(self.store.collection(collection_name), subject_id)
 
+    def subject_embeddings(self, collection_name: str, subject_id: str) -> npt.NDArray[np.float32]:
+        """The stored embeddings of one subject (for verifying a probe against it)."""
+        return self.store.subject_embeddings(self.store.collection(collection_name), subject_id)
+
     def subjects(self, collection_name: str, offset: int = 0, limit: int = 100) -> tuple[list[Subject], int]:
         """A page of subjects and the total."""
         return self.store.subjects(self.store.collection(collection_name), offset, limit)

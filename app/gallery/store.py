@@ -327,6 +327,18 @@ class GalleryStore:
         vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), -1)
         return ids, vectors.astype(np.float32, copy=False)
 
+    def subject_embeddings(self, collection: Collection, external_id: str) -> npt.NDArray[np.float32]:
+        """The embeddings of one subject's faces."""
+        db = self._connection()
+        subject_id = self._subject_id(db, collection, external_id)
+        blobs = [
+            r[0]
+            for r in db.execute("SELECT embedding FROM faces WHERE subject_id = ? ORDER BY id", (subject_id,))
+        ]
+        if not blobs:
+            return np.zeros((0, 0), np.float32)
+        return np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), -1).astype(np.float32)
+
     def face_ids(self, collection: Collection) -> npt.NDArray[np.int64]:
         """Every face id of a collection, in id order."""
         rows = (

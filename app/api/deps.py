@@ -1,0 +1,54 @@
+"""Request-scoped access to what the lifespan loaded, as FastAPI dependencies."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header, Request, UploadFile
+
+from app.api.auth import KeyRing
+from app.api.inference import InferenceGate
+from app.config import Settings
+from app.face.errors import BadImage, ImageTooLarge
+from app.face.pipeline import FacePipeline
+from app.gallery.gallery import Gallery
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+def _pipeline(request: Request) -> FacePipeline:
+    return request.app.state.pipeline  # type: ignore[no-any-return]
+
+
+def _gallery(request: Request) -> Gallery:
+    return request.app.state.gallery  # type: ignore[no-any-return]
+
+
+def _gate(request: Request) -> InferenceGate:
+    return request.app.state.gate  # type: ignore[no-any-return]
+
+
+def _keys(request: Request) -> KeyRing:
+    return request.app.state.keys  # type: ignore[no-any-return]
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+PipelineDep = Annotated[FacePipeline, Depends(_pipeline)]
+GalleryDep = Annotated[Gallery, Depends(_gallery)]
+GateDep = Annotated[InferenceGate, Depends(_gate)]
+KeysDep = Annotated[KeyRing, Depends(_keys)]
+ApiKey = Annotated[str | None, Header(alias="X-API-Key", description="API key, when the service has keys")]
+
+
+async def read_image(upload: UploadFile, settings: Settings) -> bytes:
+    """An uploaded image's bytes, refusing more than FV_MAX_IMAGE_BYTES without reading them all."""
+    data = await upload.read(settings.max_image_bytes + 1)
+    if len(data) > settings.max_image_bytes:
+        raise ImageTooLarge(
+            f"{upload.filename or 'the image'} is larger than {settings.max_image_bytes:,} bytes"
+        )
+    if not data:
+        raise BadImage(f"{upload.filename or 'the image'} is empty")
+    return data

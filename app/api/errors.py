@@ -1,0 +1,103 @@
+"""The one place that knows HTTP statuses: domain errors to {"error": {"code", "message"}}."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.face import errors as face
+from app.gallery import errors as gallery
+
+log = logging.getLogger("faceverify.api")
+
+
+class ApiError(Exception):
+    """An error raised by the API layer itself, with its code and status."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.headers = headers
+
+
+class Unauthorized(ApiError):
+    """No API key, or an unknown one."""
+
+    def __init__(self, message: str = "a valid X-API-Key header is required") -> None:
+        super().__init__(401, "unauthorized", message, {"WWW-Authenticate": "X-API-Key"})
+
+
+class Forbidden(ApiError):
+    """The key may not use that collection."""
+
+    def __init__(self, collection: str) -> None:
+        super().__init__(403, "forbidden", f"this API key may not use collection {collection!r}")
+
+
+class Overloaded(ApiError):
+    """Too much work queued: try again shortly."""
+
+    def __init__(self, retry_after_s: int = 1) -> None:
+        super().__init__(
+            503, "overloaded", "the service is busy; retry shortly", {"Retry-After": str(retry_after_s)}
+        )
+
+
+_STATUS: list[tuple[type[Exception], int]] = [
+    (face.ImageTooLarge, 413),
+    (face.UnsupportedImageFormat, 415),
+    (face.ImageError, 400),
+    (face.FaceNotUsable, 422),
+    (gallery.CollectionNotFound, 404),
+    (gallery.SubjectNotFound, 404),
+    (gallery.FaceNotFound, 404),
+    (gallery.CollectionExists, 409),
+    (gallery.GalleryModelMismatch, 409),
+    (gallery.InvalidEmbedding, 422),
+]
+
+
+def status_of(error: Exception) -> int:
+    """The HTTP status of a domain error (500 for the unexpected)."""
+    return next((status for kind, status in _STATUS if isinstance(error, kind)), 500)
+
+
+def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
+    """The one error shape."""
+    return {"error": {"code": code, "message": message}}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map every error a request can meet onto the one JSON shape."""
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(error_body(exc.code, str(exc)), exc.status, headers=exc.headers)
+
+    @app.exception_handler(face.FaceError)
+    @app.exception_handler(gallery.GalleryError)
+    async def domain_error(_: Request, exc: face.FaceError | gallery.GalleryError) -> JSONResponse:
+        return JSONResponse(error_body(exc.code, str(exc)), status_of(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body')}: {e.get('msg', 'invalid')}"
+            for e in exc.errors()
+        )
+        return JSONResponse(error_body("invalid_field", problems or "invalid request"), 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error")
+        return JSONResponse(error_body("internal_error", "an unexpected error occurred"), 500)

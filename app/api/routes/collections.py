@@ -1,0 +1,46 @@
+"""Collections: list, create, delete."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form
+
+from app.api.deps import ApiKey, GalleryDep, GateDep, KeysDep
+from app.api.schemas import CollectionOut, Deleted
+
+router = APIRouter(prefix="/collections", tags=["gallery"])
+
+
+@router.get("", response_model=list[CollectionOut])
+async def list_collections(gallery: GalleryDep, keys: KeysDep, api_key: ApiKey = None) -> list[CollectionOut]:
+    """The collections this key may use, with their sizes."""
+    found = gallery.collections()
+    visible = set(keys.visible(api_key, [c.name for c, _ in found]))
+    return [
+        CollectionOut(name=c.name, model_id=c.model_id, faces=n, created_at=c.created_at)
+        for c, n in found
+        if c.name in visible
+    ]
+
+
+@router.post("", response_model=CollectionOut, status_code=201)
+async def create_collection(
+    gallery: GalleryDep,
+    keys: KeysDep,
+    name: Annotated[str, Form(min_length=1, max_length=128)],
+    api_key: ApiKey = None,
+) -> CollectionOut:
+    """A new, empty collection."""
+    keys.check(api_key, name)
+    created = gallery.create_collection(name)
+    return CollectionOut(name=created.name, model_id=created.model_id, faces=0, created_at=created.created_at)
+
+
+@router.delete("/{name}", response_model=Deleted)
+async def delete_collection(
+    name: str, gallery: GalleryDep, gate: GateDep, keys: KeysDep, api_key: ApiKey = None
+) -> Deleted:
+    """Delete a collection with all its subjects and faces."""
+    keys.check(api_key, name)
+    return Deleted(deleted_faces=await gate.run(gallery.delete_collection, name))

@@ -1,0 +1,72 @@
+"""POST /enroll: add a subject's face(s) to a collection."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, UploadFile
+
+from app.api.deps import ApiKey, GalleryDep, GateDep, KeysDep, PipelineDep, SettingsDep, read_image
+from app.api.errors import ApiError
+from app.api.schemas import EnrollResponse
+from app.face.pipeline import FaceResult
+from app.gallery.store import Enrollment, NewFace
+
+router = APIRouter(tags=["gallery"])
+MAX_IMAGES = 10
+
+
+def _metadata(raw: str | None) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        raise ApiError(422, "invalid_field", "metadata must be a JSON object") from None
+    if not isinstance(value, dict):
+        raise ApiError(422, "invalid_field", "metadata must be a JSON object")
+    return value
+
+
+@router.post("/enroll", response_model=EnrollResponse, status_code=201)
+async def enroll(
+    pipeline: PipelineDep,
+    gallery: GalleryDep,
+    gate: GateDep,
+    keys: KeysDep,
+    settings: SettingsDep,
+    subject_id: Annotated[str, Form(min_length=1, max_length=256)],
+    images: Annotated[list[UploadFile], File(description=f"one to {MAX_IMAGES} photos of the subject")],
+    api_key: ApiKey = None,
+    collection: Annotated[str, Form(min_length=1, max_length=128)] = "default",
+    name: Annotated[str | None, Form(max_length=256)] = None,
+    metadata: Annotated[str | None, Form(description="a JSON object", max_length=65_536)] = None,
+    allow_largest: Annotated[bool, Form(description="use the largest face of a photo with several")] = False,
+) -> EnrollResponse:
+    """Embed exactly one face per photo (or the largest, if asked) and store them for the subject."""
+    keys.check(api_key, collection)
+    if not 1 <= len(images) <= MAX_IMAGES:
+        raise ApiError(422, "invalid_field", f"send 1 to {MAX_IMAGES} images")
+    extra = _metadata(metadata)
+    payloads = [await read_image(upload, settings) for upload in images]
+
+    def embed_all() -> list[FaceResult]:
+        return [pipeline.single_face(data, allow_largest) for data in payloads]
+
+    results = await gate.run(embed_all)
+    faces = [
+        NewFace(
+            r.face.embedding, r.face.detection.box, r.face.detection.score, hashlib.sha256(data).hexdigest()
+        )
+        for r, data in zip(results, payloads, strict=True)
+    ]
+    (face_ids,) = await gate.run(gallery.enroll, collection, [Enrollment(subject_id, faces, name, extra)])
+    return EnrollResponse(
+        collection=collection,
+        subject_id=subject_id,
+        face_ids=face_ids,
+        faces_found=[r.faces_found for r in results],
+        model_id=pipeline.model_id,
+    )

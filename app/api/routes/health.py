@@ -1,0 +1,33 @@
+"""GET /health (alive) and GET /ready (models and gallery loaded, and where they run)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from app.api.deps import GalleryDep, PipelineDep, SettingsDep
+from app.api.schemas import Health, Ready
+from app.gallery.index import gpu_count
+
+router = APIRouter(tags=["service"])
+
+
+@router.get("/health", response_model=Health)
+async def health() -> Health:
+    """Liveness: the process answers."""
+    return Health(status="ok")
+
+
+@router.get("/ready", response_model=Ready)
+async def ready(pipeline: PipelineDep, gallery: GalleryDep, settings: SettingsDep) -> Ready:
+    """Readiness, with the execution providers and the index device in use."""
+    threshold = pipeline.embedder.artifact.threshold
+    assert threshold is not None
+    return Ready(
+        status="ready",
+        model_id=pipeline.model_id,
+        execution_providers=pipeline.embedder.providers,
+        index_device="gpu" if settings.index_use_gpu and gpu_count() else "cpu",
+        collections=len(gallery.collections()),
+        threshold=threshold.similarity,
+        threshold_calibrated=threshold.calibrated,
+    )

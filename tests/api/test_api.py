@@ -1,0 +1,146 @@
+"""The REST API on real models, photos and SQLite: the flows, auth, and the one error shape."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.config import Settings
+from app.main import create_app
+from tests.conftest import photo
+from tests.face.bad_images import bad_corpus
+
+KEY_ALL, KEY_STAFF = "k-all-0123456789", "k-staff-0123456789"
+
+
+@pytest.fixture
+def client(models_dir: Path, tmp_path: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(Settings(models_dir=models_dir, data_dir=tmp_path / "data"))) as c:
+        yield c
+
+
+@pytest.fixture
+def keyed(models_dir: Path, tmp_path: Path) -> Iterator[TestClient]:
+    keys = {KEY_ALL: ["*"], KEY_STAFF: ["staff"]}
+    settings = Settings(models_dir=models_dir, data_dir=tmp_path / "data", api_keys=keys)
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+def _file(photos: list[Path], name: str, field: str = "image") -> tuple[str, tuple[str, bytes, str]]:
+    return (field, (name, photo(photos, name).read_bytes(), "application/octet-stream"))
+
+
+def _error(response, status: int, code: str) -> None:  # type: ignore[no-untyped-def]
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"} and body["error"]["code"] == code and body["error"]["message"]
+
+
+def test_verify_same_and_different_people(client: TestClient, photos: list[Path]) -> None:
+    same = client.post(
+        "/verify", files=[_file(photos, "obama.jpg", "image_a"), _file(photos, "obama2.jpg", "image_b")]
+    )
+    assert same.status_code == 200, same.text
+    body = same.json()
+    assert body["match"] is True
+    assert body["distance"] == pytest.approx(2 - 2 * body["similarity"])
+    assert body["image_a"]["faces_found"] == 2 and len(body["image_a"]["face"]["landmarks"]) == 5
+    different = client.post(
+        "/verify", files=[_file(photos, "obama.jpg", "image_a"), _file(photos, "biden.jpg", "image_b")]
+    )
+    assert different.json()["match"] is False
+
+
+def test_enroll_identify_delete(client: TestClient, photos: list[Path]) -> None:
+    for subject, name in (("obama", "obama.jpg"), ("biden", "biden.jpg"), ("hanks", "Tom_Hanks_54745.png")):
+        response = client.post(
+            "/enroll",
+            data={
+                "subject_id": subject,
+                "name": subject.title(),
+                "metadata": '{"team": "a"}',
+                "allow_largest": "true",
+            },
+            files=[_file(photos, name, "images")],
+        )
+        assert response.status_code == 201, response.text
+        assert len(response.json()["face_ids"]) == 1
+    found = client.post("/identify", files=[_file(photos, "obama3.jpg")], data={"top_k": "3"}).json()
+    assert found["match"] and found["candidates"][0]["subject_id"] == "obama"
+    against = client.post("/verify", files=[_file(photos, "obama2.jpg")], data={"subject_id": "obama"}).json()
+    assert against["match"] is True
+    page = client.get("/subjects", params={"limit": 2}).json()
+    assert page["total"] == 3 and len(page["subjects"]) == 2
+    assert client.get("/subjects/biden").json()["metadata"] == {"team": "a"}
+    assert client.delete("/subjects/obama").json() == {"deleted_faces": 1}
+    after = client.post("/identify", files=[_file(photos, "obama3.jpg")]).json()
+    assert all(c["subject_id"] != "obama" for c in after["candidates"])
+    assert [c["name"] for c in client.get("/collections").json()] == ["default"]
+    assert client.get("/ready").json()["collections"] == 1
+
+
+def test_enroll_refuses_a_group_photo(client: TestClient, photos: list[Path]) -> None:
+    response = client.post("/enroll", data={"subject_id": "x"}, files=[_file(photos, "t1.jpg", "images")])
+    _error(response, 422, "many_faces")
+
+
+@pytest.mark.parametrize("name", sorted(bad_corpus()))
+def test_bad_images_get_their_status(client: TestClient, name: str) -> None:
+    factory, expected = bad_corpus()[name]
+    status = {"bad_image": 400, "image_too_large": 413, "unsupported_media_type": 415}[expected.code]
+    data = factory()
+    if not data:
+        status, code = 400, "bad_image"
+    else:
+        code = expected.code
+    response = client.post("/detect", files=[("image", ("x", data, "application/octet-stream"))])
+    _error(response, status, code)
+
+
+def test_not_found_and_invalid_fields(client: TestClient, photos: list[Path]) -> None:
+    _error(client.get("/subjects/nobody"), 404, "collection_not_found")
+    _error(
+        client.post("/identify", files=[_file(photos, "obama.jpg")], data={"collection": "none"}),
+        404,
+        "collection_not_found",
+    )
+    _error(
+        client.post("/identify", files=[_file(photos, "obama.jpg")], data={"top_k": "0"}),
+        422,
+        "invalid_field",
+    )
+    _error(client.post("/verify", files=[_file(photos, "obama.jpg", "image_a")]), 422, "invalid_field")
+    _error(
+        client.post(
+            "/enroll",
+            data={"subject_id": "x", "metadata": "[1]"},
+            files=[_file(photos, "biden.jpg", "images")],
+        ),
+        422,
+        "invalid_field",
+    )
+    _error(client.delete("/subjects/x/faces/99999999999999999999999"), 422, "invalid_field")
+    _error(client.get("/no-such-route"), 404, "not_found")
+
+
+def test_api_keys(keyed: TestClient, photos: list[Path]) -> None:
+    _error(keyed.get("/subjects"), 401, "unauthorized")
+    _error(keyed.get("/subjects", headers={"X-API-Key": "wrong"}), 401, "unauthorized")
+    _error(keyed.get("/subjects", headers={"X-API-Key": KEY_STAFF}), 403, "forbidden")
+    enrolled = keyed.post(
+        "/enroll",
+        headers={"X-API-Key": KEY_STAFF},
+        data={"subject_id": "biden", "collection": "staff"},
+        files=[_file(photos, "biden.jpg", "images")],
+    )
+    assert enrolled.status_code == 201, enrolled.text
+    assert keyed.get("/collections", headers={"X-API-Key": KEY_STAFF}).json()[0]["name"] == "staff"
+    assert (
+        keyed.get("/subjects", params={"collection": "staff"}, headers={"X-API-Key": KEY_ALL}).json()["total"]
+        == 1
+    )
+    assert keyed.get("/health").status_code == 200
