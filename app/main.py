@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from app.api.auth import KeyRing
 from app.api.errors import install_error_handlers
 from app.api.inference import InferenceGate
+from app.api.metrics import Metrics, install_metrics
 from app.api.routes import collections, detect, enroll, health, identify, subjects, verify
 from app.config import Settings
 from app.face.pipeline import FacePipeline
@@ -39,6 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         gate = InferenceGate(settings.inference_workers, settings.max_pending_requests)
         keys = KeyRing(settings.api_keys)
+        pipeline.on_batch = metrics.observe_batch
         app.state.settings = settings
         app.state.pipeline = pipeline
         app.state.gallery = gallery
@@ -55,8 +57,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             gate.close()
             gallery.save_snapshots()  # lets the next start skip rebuilding the indexes
 
+    metrics = Metrics()
     app = FastAPI(title="faceverify", version=importlib.metadata.version("faceverify"), lifespan=lifespan)
+    app.state.metrics = metrics
     install_error_handlers(app)
+    install_metrics(app, metrics)
     for module in (verify, enroll, identify, detect, subjects, collections, health):
         app.include_router(module.router)
     return app

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,6 +54,7 @@ class FacePipeline:
         self.detector = detector
         self.embedder = embedder
         self.settings = settings or PipelineSettings()
+        self.on_batch: Callable[[int], None] | None = None  # told the size of every embedder call
 
     @classmethod
     def from_models(
@@ -90,6 +91,8 @@ class FacePipeline:
             return []
         chips = np.stack([self.chip(image, d) for image, d in zip(images, detections, strict=True)])
         vectors = self.embedder.embed(chips, flip_average=self.settings.flip_average)
+        if self.on_batch is not None:
+            self.on_batch(len(chips))
         return [Face(d, v) for d, v in zip(detections, vectors, strict=True)]
 
     def _usable_largest(self, image: npt.NDArray[np.uint8]) -> tuple[Detection, int]:

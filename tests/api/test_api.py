@@ -144,3 +144,16 @@ def test_api_keys(keyed: TestClient, photos: list[Path]) -> None:
         == 1
     )
     assert keyed.get("/health").status_code == 200
+
+
+def test_metrics_count_requests_faces_and_gallery(client: TestClient, photos: list[Path]) -> None:
+    client.post("/enroll", data={"subject_id": "biden"}, files=[_file(photos, "biden.jpg", "images")])
+    client.post("/identify", files=[_file(photos, "biden.jpg")])
+    client.get("/subjects/nobody", params={"collection": "none"})
+    text = client.get("/metrics").text
+    assert 'faceverify_requests_total{method="POST",route="/enroll",status="201"} 1' in text
+    assert 'faceverify_requests_total{method="GET",route="/subjects/{subject_id}",status="404"} 1' in text
+    assert 'faceverify_request_seconds_count{method="POST",route="/identify"} 1' in text
+    assert "faceverify_faces_embedded_total 2" in text
+    assert 'faceverify_gallery_faces{collection="default"} 1' in text
+    assert "faceverify_queue_depth 0" in text

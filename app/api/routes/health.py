@@ -1,10 +1,11 @@
-"""GET /health (alive) and GET /ready (models and gallery loaded, and where they run)."""
+"""GET /health (alive), GET /ready (models and gallery loaded, and where they run), GET /metrics."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
+from fastapi.responses import PlainTextResponse
 
-from app.api.deps import GalleryDep, PipelineDep, SettingsDep
+from app.api.deps import GalleryDep, GateDep, PipelineDep, SettingsDep
 from app.api.schemas import Health, Ready
 from app.gallery.index import gpu_count
 
@@ -15,6 +16,14 @@ router = APIRouter(tags=["service"])
 async def health() -> Health:
     """Liveness: the process answers."""
     return Health(status="ok")
+
+
+@router.get("/metrics", response_class=PlainTextResponse)
+async def metrics(request: Request, gallery: GalleryDep, gate: GateDep) -> str:
+    """Prometheus metrics: requests and latency per route and status, faces embedded, batch sizes,
+    queue depth, gallery sizes."""
+    sizes = {collection.name: faces for collection, faces in gallery.collections()}
+    return str(request.app.state.metrics.render(gate.pending, sizes))
 
 
 @router.get("/ready", response_model=Ready)
