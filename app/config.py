@@ -26,8 +26,10 @@ class Settings(BaseSettings):
     log_level: str = "info"
     # JSON: {"key": ["collection", ...]} or {"key": ["*"]}; none configured = open, loopback only.
     api_keys: dict[str, list[str]] = {}
-    inference_workers: int = 2
+    inference_workers: int = 4
     max_pending_requests: int = 64
+    max_batch: int = 16
+    max_batch_wait_ms: float = 2.0
 
     max_image_bytes: int = DEFAULT_MAX_BYTES
     max_pixels: int = DEFAULT_MAX_PIXELS

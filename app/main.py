@@ -15,6 +15,7 @@ from app.api.inference import InferenceGate
 from app.api.metrics import Metrics, install_metrics
 from app.api.routes import collections, detect, enroll, health, identify, subjects, verify
 from app.config import Settings
+from app.face.batcher import EmbedBatcher
 from app.face.pipeline import FacePipeline
 from app.face.runtime import configure_threads
 from app.gallery.gallery import Gallery
@@ -40,7 +41,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         gate = InferenceGate(settings.inference_workers, settings.max_pending_requests)
         keys = KeyRing(settings.api_keys)
-        pipeline.on_batch = metrics.observe_batch
+        batcher = EmbedBatcher(
+            embedder,
+            settings.flip_average,
+            settings.max_batch,
+            settings.max_batch_wait_ms,
+            in_flight=lambda: gate.pending,
+            on_batch=metrics.observe_batch,
+        )
+        pipeline.embed_chips = batcher.embed
         app.state.settings = settings
         app.state.pipeline = pipeline
         app.state.gallery = gallery
@@ -55,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             gate.close()
+            batcher.close()
             gallery.save_snapshots()  # lets the next start skip rebuilding the indexes
 
     metrics = Metrics()

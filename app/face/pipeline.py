@@ -54,7 +54,11 @@ class FacePipeline:
         self.detector = detector
         self.embedder = embedder
         self.settings = settings or PipelineSettings()
-        self.on_batch: Callable[[int], None] | None = None  # told the size of every embedder call
+        # Replaceable, so that a service can micro-batch the chips of concurrent requests.
+        self.embed_chips: Callable[[npt.NDArray[np.uint8]], npt.NDArray[np.float32]] = self._embed_directly
+
+    def _embed_directly(self, chips: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+        return self.embedder.embed(chips, flip_average=self.settings.flip_average)
 
     @classmethod
     def from_models(
@@ -90,9 +94,7 @@ class FacePipeline:
         if not detections:
             return []
         chips = np.stack([self.chip(image, d) for image, d in zip(images, detections, strict=True)])
-        vectors = self.embedder.embed(chips, flip_average=self.settings.flip_average)
-        if self.on_batch is not None:
-            self.on_batch(len(chips))
+        vectors = self.embed_chips(chips)
         return [Face(d, v) for d, v in zip(detections, vectors, strict=True)]
 
     def _usable_largest(self, image: npt.NDArray[np.uint8]) -> tuple[Detection, int]:
