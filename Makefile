@@ -45,6 +45,7 @@ bench: models
 	$(BIN)/python -m benchmarks.pipeline
 	$(BIN)/python -m benchmarks.lfw
 	$(BIN)/python -m benchmarks.gallery
+	$(BIN)/python -m benchmarks.load
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache models/*.onnx models/manifest.json
