@@ -24,7 +24,7 @@ from app.face.pipeline import FacePipeline
 from app.gallery.gallery import Gallery
 from benchmarks.pipeline import lfw_sample
 from benchmarks.results_file import write_results
-from tests.api.test_e2e import running_server
+from tests.server import running_server
 
 CONCURRENCY = (1, 4, 16)
 

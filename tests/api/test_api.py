@@ -157,3 +157,20 @@ def test_metrics_count_requests_faces_and_gallery(client: TestClient, photos: li
     assert "faceverify_faces_embedded_total 2" in text
     assert 'faceverify_gallery_faces{collection="default"} 1' in text
     assert "faceverify_queue_depth 0" in text
+
+
+def test_a_full_queue_answers_503_with_retry_after(
+    models_dir: Path, tmp_path: Path, photos: list[Path]
+) -> None:
+    settings = Settings(models_dir=models_dir, data_dir=tmp_path / "data", max_pending_requests=0)
+    with TestClient(create_app(settings)) as busy:
+        response = busy.post("/detect", files=[_file(photos, "biden.jpg")])
+        _error(response, 503, "overloaded")
+        assert response.headers["Retry-After"] == "1"
+
+
+def test_collections_are_created_once(client: TestClient) -> None:
+    assert client.post("/collections", data={"name": "staff"}).status_code == 201
+    _error(client.post("/collections", data={"name": "staff"}), 409, "collection_exists")
+    assert client.delete("/collections/staff").json() == {"deleted_faces": 0}
+    _error(client.delete("/collections/staff"), 404, "collection_not_found")

@@ -2,50 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.assets import LFW_DEV, REPO
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def running_server(models_dir: Path, data_dir: Path) -> Iterator[str]:
-    """`faceverify serve` in a child process until the block ends; yields its base URL."""
-    port = _free_port()
-    env = {**os.environ, "FV_MODELS_DIR": str(models_dir), "FV_DATA_DIR": str(data_dir)}
-    command = [sys.executable, "-m", "faceverify.cli", "serve", "--port", str(port)]
-    server = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, server.stdout.read().decode() if server.stdout else ""
-            try:
-                if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server was not ready within 60 s"
-            time.sleep(0.2)
-        yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+from tests.assets import LFW_DEV
+from tests.server import running_server
 
 
 def _people() -> dict[str, list[Path]]:
