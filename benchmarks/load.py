@@ -24,7 +24,7 @@ from app.face.pipeline import FacePipeline
 from app.gallery.gallery import Gallery
 from benchmarks.pipeline import lfw_sample
 from benchmarks.results_file import write_results
-from tests.server import running_server
+from tests.server import rss_mb, running_server
 
 CONCURRENCY = (1, 4, 16)
 
@@ -69,21 +69,55 @@ async def _drive(url: str, kind: str, pairs: list[tuple[bytes, bytes]], concurre
     }
 
 
-def _in_process(
-    pipeline: FacePipeline, gallery: Gallery, kind: str, pairs: list[tuple[bytes, bytes]]
+def _in_process_call(pipeline: FacePipeline, gallery: Gallery, kind: str, pair: tuple[bytes, bytes]) -> None:
+    if kind == "verify":
+        pipeline.largest_faces([pair[0], pair[1]])
+    else:
+        (face,) = pipeline.largest_faces([pair[0]])
+        gallery.identify("default", face.face.embedding[None], top_k=5)
+
+
+def _overhead_at_c1(
+    url: str, pipeline: FacePipeline, gallery: Gallery, kind: str, pairs: list[tuple[bytes, bytes]]
 ) -> dict[str, Any]:
-    """The pipeline (and gallery search) work of the same requests, without HTTP, one at a time."""
-    times = []
-    for a, b in pairs:
+    """The same requests in-process, then one at a time over HTTP: the difference of the medians is
+    what the service adds. The phases are kept apart, because onnxruntime's idle workers spin for a
+    moment after each call and would slow whichever process runs right after them."""
+    local, remote = [], []
+    for pair in pairs:
         started = time.perf_counter()
-        if kind == "verify":
-            pipeline.largest_faces([a, b])
-        else:
-            (face,) = pipeline.largest_faces([a])
-            gallery.identify("default", face.face.embedding[None], top_k=5)
-        times.append((time.perf_counter() - started) * 1000)
-    median = statistics.median(times)
-    return {"p50_ms": round(median, 2), "throughput_per_s": round(1000 / statistics.mean(times), 2)}
+        _in_process_call(pipeline, gallery, kind, pair)
+        local.append((time.perf_counter() - started) * 1000)
+    time.sleep(1.0)
+    with httpx.Client() as client:
+        for pair in pairs:
+            started = time.perf_counter()
+            client.post(f"{url}/{kind}", files=_files(kind, pair), timeout=60).raise_for_status()
+            remote.append((time.perf_counter() - started) * 1000)
+    return {
+        "in_process_p50_ms": round(statistics.median(local), 2),
+        "in_process_throughput_per_s": round(1000 / statistics.mean(local), 2),
+        "http_p50_ms": round(statistics.median(remote), 2),
+        "overhead_p50_ms": round(statistics.median(remote) - statistics.median(local), 2),
+        "requests": len(pairs),
+    }
+
+
+def _rss_growth(
+    url: str, kind: str, pairs: list[tuple[bytes, bytes]], pid: int, requests: int
+) -> dict[str, Any]:
+    """Server RSS after a warm-up and after `requests` more requests (concurrency 4)."""
+    asyncio.run(_drive(url, kind, pairs, 4, 600, 500))
+    before = rss_mb(pid)
+    run = asyncio.run(_drive(url, kind, pairs, 4, 3_600, requests))
+    after = rss_mb(pid)
+    return {
+        "requests": run["requests"],
+        "errors": run["errors"],
+        "rss_mb_after_warmup": round(before, 1),
+        "rss_mb_after_requests": round(after, 1),
+        "growth_percent": round(100 * (after - before) / before, 2),
+    }
 
 
 def main() -> None:
@@ -93,13 +127,17 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0, help="duration of each run")
     parser.add_argument("--max-requests", type=int, default=20_000, help="cap on each run's requests")
     parser.add_argument("--models", type=Path, default=Path("models"))
+    parser.add_argument(
+        "--rss-requests", type=int, default=10_000, help="requests of the memory run (0: skip)"
+    )
     args = parser.parse_args()
 
     photos = lfw_sample(200)
     payloads = [p.read_bytes() for p in photos]
     pairs = list(zip(payloads[0::2], payloads[1::2], strict=False))
     results: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory() as tmp, running_server(args.models, Path(tmp) / "data") as url:
+    pids: list[int] = []
+    with tempfile.TemporaryDirectory() as tmp, running_server(args.models, Path(tmp) / "data", pids) as url:
         for i, data in enumerate(payloads[:50]):
             httpx.post(
                 f"{url}/enroll",
@@ -110,7 +148,7 @@ def main() -> None:
         pipeline = FacePipeline.from_models(args.models)
         gallery = Gallery(Path(tmp) / "data", pipeline.model_id, pipeline.embedder.embedding_size)
         for kind in ("verify", "identify"):
-            baseline = _in_process(pipeline, gallery, kind, pairs[:60])
+            baseline = _overhead_at_c1(url, pipeline, gallery, kind, pairs)
             runs = {}
             for concurrency in CONCURRENCY:
                 runs[str(concurrency)] = asyncio.run(
@@ -122,18 +160,27 @@ def main() -> None:
                     f"p50 {row['p50_ms']:7.1f} ms  p99 {row['p99_ms']:7.1f} ms  "
                     f"errors {row['errors']}/{row['requests']}"
                 )
-            overhead = runs["1"]["p50_ms"] - baseline["p50_ms"]
-            share = runs["16"]["throughput_per_s"] / baseline["throughput_per_s"]
+            share = runs["16"]["throughput_per_s"] / baseline["in_process_throughput_per_s"]
             print(
-                f"/{kind} in-process: p50 {baseline['p50_ms']} ms, {baseline['throughput_per_s']}/s -> "
-                f"service adds {overhead:.1f} ms at c=1; c=16 reaches {share:.0%} of in-process throughput"
+                f"/{kind} in-process p50 {baseline['in_process_p50_ms']} ms "
+                f"({baseline['in_process_throughput_per_s']}/s); "
+                f"the service adds {baseline['overhead_p50_ms']} ms "
+                f"per request at c=1; c=16 reaches {share:.0%} of in-process throughput"
             )
             results[kind] = {
                 "in_process": baseline,
                 "by_concurrency": runs,
-                "service_overhead_ms_at_c1": round(overhead, 2),
+                "service_overhead_ms_at_c1": baseline["overhead_p50_ms"],
                 "throughput_share_at_c16": round(share, 3),
             }
+        if args.rss_requests:
+            memory = _rss_growth(url, "identify", pairs, pids[0], args.rss_requests)
+            results["rss"] = memory
+            print(
+                f"RSS over {memory['requests']} /identify requests after warm-up: "
+                f"{memory['rss_mb_after_warmup']} -> {memory['rss_mb_after_requests']} MB "
+                f"({memory['growth_percent']:+.2f}%), errors {memory['errors']}"
+            )
     path = write_results("load", {"seconds_per_run": args.seconds, "photos": len(photos), **results})
     print(f"recorded in {path}")
 

@@ -24,8 +24,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(models_dir: Path, data_dir: Path) -> Iterator[str]:
-    """`faceverify serve` in a child process until the block ends; yields its base URL."""
+def running_server(models_dir: Path, data_dir: Path, pids: list[int] | None = None) -> Iterator[str]:
+    """`faceverify serve` in a child process until the block ends; yields its base URL (and appends
+    the process id to `pids`, for those who measure it)."""
     port = free_port()
     env = {**os.environ, "FV_MODELS_DIR": str(models_dir), "FV_DATA_DIR": str(data_dir)}
     command = [sys.executable, "-m", "faceverify.cli", "serve", "--port", str(port)]
@@ -35,6 +36,8 @@ def running_server(models_dir: Path, data_dir: Path) -> Iterator[str]:
     with log_path.open("wb") as log:
         server = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
+    if pids is not None:
+        pids.append(server.pid)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -50,3 +53,11 @@ def running_server(models_dir: Path, data_dir: Path) -> Iterator[str]:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process, in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
