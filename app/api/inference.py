@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -39,6 +40,16 @@ class InferenceGate:
         finally:
             with self._lock:
                 self._pending -= 1
+
+    async def run_timed(self, work: Callable[..., T], *args: object) -> tuple[T, float]:
+        """run(), also returning the milliseconds the work itself took (queueing and hand-off excluded)."""
+
+        def timed() -> tuple[T, float]:
+            started = time.perf_counter()
+            result = work(*args)
+            return result, (time.perf_counter() - started) * 1000
+
+        return await self.run(timed)
 
     def close(self) -> None:
         """Stop the workers once queued work is done."""

@@ -42,7 +42,9 @@ class VerifyResponse(BaseModel):
     image_b: ImageFaces | None = None
     subject_id: str | None = None
     model_id: str
-    timings_ms: dict[str, float]
+    timings_ms: dict[str, float] = Field(
+        description="pipeline: decode to embedding; total: the whole handler"
+    )
 
 
 class EnrollResponse(BaseModel):

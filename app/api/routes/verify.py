@@ -38,7 +38,8 @@ async def verify(
     if image_a is not None and image_b is not None:
         keys.check(api_key, None)
         payloads = [await read_image(image_a, settings), await read_image(image_b, settings)]
-        first, second = await gate.run(pipeline.largest_faces, payloads)
+        results, pipeline_ms = await gate.run_timed(pipeline.largest_faces, payloads)
+        first, second = results
         similarity = float(first.face.embedding @ second.face.embedding)
         other: ImageFaces | None = ImageFaces(
             face=FaceOut.of(second.face.detection), faces_found=second.faces_found
@@ -46,7 +47,9 @@ async def verify(
     elif image is not None and subject_id is not None:
         keys.check(api_key, collection)
         stored = gallery.subject_embeddings(collection, subject_id)
-        (first,) = await gate.run(pipeline.largest_faces, [await read_image(image, settings)])
+        payload = await read_image(image, settings)
+        results, pipeline_ms = await gate.run_timed(pipeline.largest_faces, [payload])
+        first = results[0]
         similarity = float((stored @ first.face.embedding).max()) if len(stored) else -1.0
         other = None
     else:
@@ -62,5 +65,8 @@ async def verify(
         image_b=other,
         subject_id=subject_id if other is None else None,
         model_id=pipeline.model_id,
-        timings_ms={"total": round((time.perf_counter() - started) * 1000, 2)},
+        timings_ms={
+            "pipeline": round(pipeline_ms, 2),
+            "total": round((time.perf_counter() - started) * 1000, 2),
+        },
     )
