@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Request, UploadFile
+from fastapi import Depends, Header, Query, Request, UploadFile
 
 from app.api.auth import KeyRing
 from app.api.inference import InferenceGate
@@ -40,6 +40,19 @@ GalleryDep = Annotated[Gallery, Depends(_gallery)]
 GateDep = Annotated[InferenceGate, Depends(_gate)]
 KeysDep = Annotated[KeyRing, Depends(_keys)]
 ApiKey = Annotated[str | None, Header(alias="X-API-Key", description="API key, when the service has keys")]
+
+
+def _allowed_collection(
+    keys: KeysDep,
+    api_key: ApiKey = None,
+    collection: Annotated[str, Query(min_length=1, max_length=128)] = "default",
+) -> str:
+    """The `collection` query parameter, once the API key is known to be allowed it."""
+    keys.check(api_key, collection)
+    return collection
+
+
+AllowedCollection = Annotated[str, Depends(_allowed_collection)]
 
 
 async def read_image(upload: UploadFile, settings: Settings) -> bytes:

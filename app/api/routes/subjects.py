@@ -6,12 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from app.api.deps import ApiKey, GalleryDep, GateDep, KeysDep
+from app.api.deps import AllowedCollection, GalleryDep, GateDep
 from app.api.schemas import Deleted, SubjectOut, SubjectPage
 from app.gallery.store import Subject
 
 router = APIRouter(prefix="/subjects", tags=["gallery"])
-CollectionQuery = Annotated[str, Query(min_length=1, max_length=128)]
 
 
 def _out(subject: Subject) -> SubjectOut:
@@ -27,14 +26,11 @@ def _out(subject: Subject) -> SubjectOut:
 @router.get("", response_model=SubjectPage)
 async def list_subjects(
     gallery: GalleryDep,
-    keys: KeysDep,
-    api_key: ApiKey = None,
-    collection: CollectionQuery = "default",
+    collection: AllowedCollection,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> SubjectPage:
     """A page of a collection's subjects, oldest first."""
-    keys.check(api_key, collection)
     subjects, total = gallery.subjects(collection, offset, limit)
     return SubjectPage(
         collection=collection, subjects=[_out(s) for s in subjects], total=total, offset=offset, limit=limit
@@ -45,12 +41,9 @@ async def list_subjects(
 async def get_subject(
     subject_id: str,
     gallery: GalleryDep,
-    keys: KeysDep,
-    api_key: ApiKey = None,
-    collection: CollectionQuery = "default",
+    collection: AllowedCollection,
 ) -> SubjectOut:
     """One subject with its face ids."""
-    keys.check(api_key, collection)
     return _out(gallery.subject(collection, subject_id))
 
 
@@ -59,12 +52,9 @@ async def delete_subject(
     subject_id: str,
     gallery: GalleryDep,
     gate: GateDep,
-    keys: KeysDep,
-    api_key: ApiKey = None,
-    collection: CollectionQuery = "default",
+    collection: AllowedCollection,
 ) -> Deleted:
     """Delete a subject and every face of it."""
-    keys.check(api_key, collection)
     return Deleted(deleted_faces=await gate.run(gallery.delete_subject, collection, subject_id))
 
 
@@ -74,11 +64,8 @@ async def delete_face(
     face_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
     gallery: GalleryDep,
     gate: GateDep,
-    keys: KeysDep,
-    api_key: ApiKey = None,
-    collection: CollectionQuery = "default",
+    collection: AllowedCollection,
 ) -> Deleted:
     """Delete one face of a subject."""
-    keys.check(api_key, collection)
     await gate.run(gallery.delete_face, collection, subject_id, face_id)
     return Deleted(deleted_faces=1)
