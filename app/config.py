@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     inference_workers: int = 4
     max_pending_requests: int = 64
     max_batch: int = 16
-    max_batch_wait_ms: float = 2.0
+    max_batch_wait_ms: float = 0.0
 
     max_image_bytes: int = DEFAULT_MAX_BYTES
     max_pixels: int = DEFAULT_MAX_PIXELS

@@ -3,8 +3,10 @@
 Run: .venv/bin/python -m benchmarks.load [--seconds 30]
 Starts `faceverify serve` on a free loopback port with a fresh data directory, enrolls LFW people,
 then drives each endpoint for a bounded time at each concurrency (each run also stops after
---max-requests). The server reports the pipeline's own time in every answer (timings_ms.pipeline), so
-the service's cost is the client's latency minus it. Needs ../shared/data/lfw-dev (or FV_LFW_DIR).
+--max-requests) with a lean keep-alive client (benchmarks/rawhttp.py). Beside it, in this process,
+the same pipeline runs on the same images without HTTP, from 1, 2 and 4 threads: the reference
+throughput. The server reports the pipeline's own time in every answer (timings_ms.pipeline), so the
+service's cost at concurrency 1 is the client's latency minus it. Needs ../shared/data/lfw-dev.
 """
 
 from __future__ import annotations
@@ -13,76 +15,75 @@ import argparse
 import asyncio
 import statistics
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 
+from app.face.pipeline import FacePipeline
 from benchmarks.pipeline import lfw_sample
+from benchmarks.rawhttp import Run, drive, multipart_request
 from benchmarks.results_file import write_results
 from tests.server import rss_mb, running_server
 
 CONCURRENCY = (1, 4, 16)
+IN_PROCESS_THREADS = (1, 2, 4)
 
 
-def _files(kind: str, pair: tuple[bytes, bytes]) -> list[tuple[str, tuple[str, bytes, str]]]:
+def _requests(url: str, kind: str, pairs: list[tuple[bytes, bytes]]) -> list[bytes]:
     if kind == "verify":
-        return [("image_a", ("a.jpg", pair[0], "image/jpeg")), ("image_b", ("b.jpg", pair[1], "image/jpeg"))]
-    return [("image", ("a.jpg", pair[0], "image/jpeg"))]
+        return [multipart_request(url, "/verify", [("image_a", a), ("image_b", b)]) for a, b in pairs]
+    return [multipart_request(url, "/identify", [("image", a)]) for a, _ in pairs]
 
 
-async def _drive(url: str, kind: str, pairs: list[tuple[bytes, bytes]], concurrency: int, seconds: float,
-                 max_requests: int) -> dict[str, Any]:  # fmt: skip
-    latencies: list[float] = []
-    pipeline_ms: list[float] = []
-    errors = 0
-    issued = 0
-    deadline = time.monotonic() + seconds
-
-    async def worker(client: httpx.AsyncClient) -> None:
-        nonlocal errors, issued
-        while time.monotonic() < deadline and issued < max_requests:
-            pair = pairs[issued % len(pairs)]
-            issued += 1
-            started = time.perf_counter()
-            try:
-                response = await client.post(f"{url}/{kind}", files=_files(kind, pair), timeout=60)
-                ok = response.status_code == 200
-            except httpx.HTTPError:
-                ok = False
-            latencies.append((time.perf_counter() - started) * 1000)
-            errors += not ok
-            if ok:
-                pipeline_ms.append(float(response.json()["timings_ms"]["pipeline"]))
-
-    started = time.perf_counter()
-    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=concurrency)) as client:
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
-    elapsed = time.perf_counter() - started
+def _summary(run: Run) -> dict[str, Any]:
+    latencies, pipeline = run.latencies_ms, run.pipeline_ms
     return {
-        "requests": len(latencies),
-        "errors": errors,
-        "throughput_per_s": round(len(latencies) / elapsed, 2),
+        "requests": len(latencies) + run.dropped,
+        "errors": run.errors,
+        "statuses": {str(k): v for k, v in sorted(run.statuses.items())},
+        "throughput_per_s": round(len(pipeline) / run.seconds, 2),
         "p50_ms": round(statistics.median(latencies), 2),
         "p99_ms": round(float(np.percentile(latencies, 99)), 2),
-        "pipeline_p50_ms": round(statistics.median(pipeline_ms), 2) if pipeline_ms else None,
-        "pipeline_mean_ms": round(statistics.mean(pipeline_ms), 2) if pipeline_ms else None,
+        "pipeline_p50_ms": round(statistics.median(pipeline), 2) if pipeline else None,
+        "pipeline_mean_ms": round(statistics.mean(pipeline), 2) if pipeline else None,
     }
 
 
-def _rss_growth(
-    url: str, kind: str, pairs: list[tuple[bytes, bytes]], pid: int, requests: int
-) -> dict[str, Any]:
-    """Server RSS after a warm-up and after `requests` more requests (concurrency 4)."""
-    asyncio.run(_drive(url, kind, pairs, 4, 600, 500))
+def _in_process(work: Callable[[int], object], threads: int, seconds: float) -> float:
+    """Calls per second of work(i) from `threads` threads."""
+    done = [0] * threads
+    deadline = time.monotonic() + seconds
+
+    def loop(slot: int) -> None:
+        i = slot
+        while time.monotonic() < deadline:
+            work(i)
+            done[slot] += 1
+            i += threads
+
+    workers = [threading.Thread(target=loop, args=(slot,)) for slot in range(threads)]
+    started = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return sum(done) / (time.perf_counter() - started)
+
+
+def _rss_growth(url: str, requests: list[bytes], pid: int, count: int) -> dict[str, Any]:
+    """Server RSS after a warm-up and after `count` more requests (concurrency 4)."""
+    asyncio.run(drive(url, requests, 4, 600, 500))
     before = rss_mb(pid)
-    run = asyncio.run(_drive(url, kind, pairs, 4, 3_600, requests))
+    run = asyncio.run(drive(url, requests, 4, 3_600, count))
     after = rss_mb(pid)
     return {
-        "requests": run["requests"],
-        "errors": run["errors"],
+        "requests": len(run.latencies_ms),
+        "errors": run.errors,
         "rss_mb_after_warmup": round(before, 1),
         "rss_mb_after_requests": round(after, 1),
         "growth_percent": round(100 * (after - before) / before, 2),
@@ -104,6 +105,11 @@ def main() -> None:
     photos = lfw_sample(200)
     payloads = [p.read_bytes() for p in photos]
     pairs = list(zip(payloads[0::2], payloads[1::2], strict=False))
+    pipeline = FacePipeline.from_models(args.models)
+    in_process_work: dict[str, Callable[[int], object]] = {
+        "verify": lambda i: pipeline.largest_faces(pairs[i % len(pairs)]),
+        "identify": lambda i: pipeline.largest_faces([pairs[i % len(pairs)][0]]),
+    }
     results: dict[str, Any] = {}
     pids: list[int] = []
     with tempfile.TemporaryDirectory() as tmp, running_server(args.models, Path(tmp) / "data", pids) as url:
@@ -113,38 +119,46 @@ def main() -> None:
                 data={"subject_id": f"p{i}", "allow_largest": "true"},
                 files=[("images", ("e.jpg", data, "image/jpeg"))],
                 timeout=60,
-            )
+            ).raise_for_status()
         for kind in ("verify", "identify"):
+            requests = _requests(url, kind, pairs)
+            asyncio.run(drive(url, requests, 4, 5, 100))  # warm-up of both sides
             runs = {}
             for concurrency in CONCURRENCY:
-                runs[str(concurrency)] = asyncio.run(
-                    _drive(url, kind, pairs, concurrency, args.seconds, args.max_requests)
-                )
-                row = runs[str(concurrency)]
+                run = asyncio.run(drive(url, requests, concurrency, args.seconds, args.max_requests))
+                row = _summary(run)
+                runs[str(concurrency)] = row
                 print(
                     f"/{kind} c={concurrency:>2}: {row['throughput_per_s']:7.1f}/s  "
                     f"p50 {row['p50_ms']:7.1f} ms  p99 {row['p99_ms']:7.1f} ms  "
                     f"errors {row['errors']}/{row['requests']}"
                 )
-            # The server times the pipeline inside each request (decode to embedding): at c=1 that is the
-            # in-process cost of the very same requests, measured without a second process on the cores.
+            # The same pipeline on the same images without HTTP, while the server idles.
+            in_process = {
+                str(threads): round(_in_process(in_process_work[kind], threads, args.seconds / 2), 2)
+                for threads in IN_PROCESS_THREADS
+            }
+            best = max(in_process.values())
             single = runs["1"]
-            in_process_per_s = 1000 / single["pipeline_mean_ms"]
             overhead = single["p50_ms"] - single["pipeline_p50_ms"]
-            share = runs["16"]["throughput_per_s"] / in_process_per_s
+            share = runs["16"]["throughput_per_s"] / best
             print(
-                f"/{kind} pipeline inside the server at c=1: p50 {single['pipeline_p50_ms']} ms "
-                f"({in_process_per_s:.1f}/s in-process); the service adds {overhead:.2f} ms at c=1; "
-                f"c=16 reaches {share:.0%} of in-process throughput"
+                f"/{kind} in-process by threads: {in_process} per s; at c=1 the service adds "
+                f"{overhead:.2f} ms to its pipeline's {single['pipeline_p50_ms']} ms (p50); c=16 reaches "
+                f"{share:.0%} of the best in-process throughput"
             )
             results[kind] = {
                 "by_concurrency": runs,
-                "in_process_throughput_per_s": round(in_process_per_s, 2),
+                "in_process_throughput_per_s_by_threads": in_process,
+                "in_process_best_per_s": best,
                 "service_overhead_ms_at_c1": round(overhead, 2),
                 "throughput_share_at_c16": round(share, 3),
+                "throughput_share_at_c16_vs_single_stream": round(
+                    runs["16"]["throughput_per_s"] / in_process["1"], 3
+                ),
             }
         if args.rss_requests:
-            memory = _rss_growth(url, "identify", pairs, pids[0], args.rss_requests)
+            memory = _rss_growth(url, _requests(url, "identify", pairs), pids[0], args.rss_requests)
             results["rss"] = memory
             print(
                 f"RSS over {memory['requests']} /identify requests after warm-up: "

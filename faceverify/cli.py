@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import importlib.util
+import os
 import sys
 
 
 def _serve(args: argparse.Namespace) -> int:
+    # faiss's OpenMP threads otherwise spin for work after every search, taking the cores from the
+    # models: on 2 cores that made each /identify 3 ms slower. Set before faiss is first imported.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from app.server import serve
 
     serve(host=args.host, port=args.port)

@@ -14,23 +14,25 @@ from app.face.pipeline import FacePipeline
 from app.gallery.gallery import Gallery
 
 
-def _settings(request: Request) -> Settings:
+# These are `async` though they never wait: FastAPI runs a plain `def` dependency in a worker thread,
+# a thread hop per dependency per request.
+async def _settings(request: Request) -> Settings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
-def _pipeline(request: Request) -> FacePipeline:
+async def _pipeline(request: Request) -> FacePipeline:
     return request.app.state.pipeline  # type: ignore[no-any-return]
 
 
-def _gallery(request: Request) -> Gallery:
+async def _gallery(request: Request) -> Gallery:
     return request.app.state.gallery  # type: ignore[no-any-return]
 
 
-def _gate(request: Request) -> InferenceGate:
+async def _gate(request: Request) -> InferenceGate:
     return request.app.state.gate  # type: ignore[no-any-return]
 
 
-def _keys(request: Request) -> KeyRing:
+async def _keys(request: Request) -> KeyRing:
     return request.app.state.keys  # type: ignore[no-any-return]
 
 
@@ -42,7 +44,7 @@ KeysDep = Annotated[KeyRing, Depends(_keys)]
 ApiKey = Annotated[str | None, Header(alias="X-API-Key", description="API key, when the service has keys")]
 
 
-def _allowed_collection(
+async def _allowed_collection(
     keys: KeysDep,
     api_key: ApiKey = None,
     collection: Annotated[str, Query(min_length=1, max_length=128)] = "default",

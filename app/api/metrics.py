@@ -5,9 +5,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
@@ -88,18 +88,37 @@ class Metrics:
         return "\n".join(lines) + "\n"
 
 
-def install_metrics(app: FastAPI, metrics: Metrics) -> None:
-    """Count every request by method, route template and status, with its latency."""
+class RequestMetrics:
+    """ASGI middleware counting every request by method, route template and status, with its latency.
 
-    @app.middleware("http")
-    async def count(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    Plain ASGI rather than an `http` middleware, which would wrap every request and response in
+    extra tasks and streams.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         started = time.perf_counter()
         status = 500
+
+        async def send_counted(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
         try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
+            await self.app(scope, receive, send_counted)
         finally:
-            route = request.scope.get("route")
-            path = getattr(route, "path", "unmatched")
-            metrics.observe_request(request.method, path, status, time.perf_counter() - started)
+            path = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.observe_request(scope["method"], path, status, time.perf_counter() - started)
+
+
+def install_metrics(app: FastAPI, metrics: Metrics) -> None:
+    """Count every request by method, route template and status, with its latency."""
+    app.add_middleware(RequestMetrics, metrics=metrics)

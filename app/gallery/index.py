@@ -178,7 +178,15 @@ class FaissIndex:
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dimension)
         if self.index.ntotal == 0 or k <= 0:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
-        scores, ids = self._searchable().search(queries, min(k, self.index.ntotal))
+        # A few queries gain nothing from OpenMP's team (faiss splits the work by query), and waking
+        # it costs more than the search of a small gallery. The setting is this thread's own.
+        threads = faiss.omp_get_max_threads()
+        if len(queries) < threads:
+            faiss.omp_set_num_threads(1)
+        try:
+            scores, ids = self._searchable().search(queries, min(k, self.index.ntotal))
+        finally:
+            faiss.omp_set_num_threads(threads)
         return scores, ids
 
     def ids(self) -> IdArray:

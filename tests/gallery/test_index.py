@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 
@@ -85,3 +86,16 @@ def test_a_snapshot_is_taken_only_when_its_ids_match(tmp_path: Path) -> None:
 def test_wrong_shapes_are_refused() -> None:
     with pytest.raises(ValueError, match="expected"):
         FaissIndex(DIM).add(np.arange(2), np.zeros((2, 64), np.float32))
+
+
+def test_a_single_query_search_leaves_the_threads_openmp_setting_as_it_was() -> None:
+    vectors = identities(500, seed=11)
+    index = FaissIndex(DIM)
+    index.add(np.arange(len(vectors), dtype=np.int64), vectors)
+    before = faiss.omp_get_max_threads()
+    scores, ids = index.search(vectors[7:8], 1)
+    assert ids[0, 0] == 7 and scores[0, 0] == pytest.approx(1.0, abs=1e-5)
+    assert faiss.omp_get_max_threads() == before
+    _, batch_ids = index.search(vectors[:64], 1)
+    assert (batch_ids[:, 0] == np.arange(64)).all()
+    assert faiss.omp_get_max_threads() == before

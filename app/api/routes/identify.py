@@ -9,6 +9,8 @@ from fastapi import APIRouter, File, Form, UploadFile
 
 from app.api.deps import ApiKey, GalleryDep, GateDep, KeysDep, PipelineDep, SettingsDep, read_image
 from app.api.schemas import CandidateOut, FaceOut, IdentifyResponse, ImageFaces
+from app.face.pipeline import FaceResult
+from app.gallery.gallery import Candidate
 
 router = APIRouter(tags=["faces"])
 
@@ -32,11 +34,18 @@ async def identify(
     shipped = pipeline.embedder.artifact.threshold
     assert shipped is not None
     cutoff = shipped.similarity if threshold is None else threshold
-    gallery.collection(collection)  # 404 before any inference
     payload = await read_image(image, settings)
-    results, pipeline_ms = await gate.run_timed(pipeline.largest_faces, [payload])
-    probe = results[0]
-    (candidates,) = gallery.identify(collection, probe.face.embedding[None], top_k=top_k, threshold=cutoff)
+
+    def find() -> tuple[FaceResult, list[Candidate], float]:
+        # One trip to the worker thread: SQLite and the index stay off the event loop.
+        gallery.collection(collection)  # 404 before any inference
+        started = time.perf_counter()
+        (probe,) = pipeline.largest_faces([payload])
+        pipeline_ms = (time.perf_counter() - started) * 1000
+        (found,) = gallery.identify(collection, probe.face.embedding[None], top_k=top_k, threshold=cutoff)
+        return probe, found, pipeline_ms
+
+    probe, candidates, pipeline_ms = await gate.run(find)
     return IdentifyResponse(
         match=bool(candidates),
         candidates=[CandidateOut(**c.__dict__) for c in candidates],

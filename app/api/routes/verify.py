@@ -6,11 +6,13 @@ import time
 from typing import Annotated
 
 import numpy as np
+import numpy.typing as npt
 from fastapi import APIRouter, File, Form, UploadFile
 
 from app.api.deps import ApiKey, GalleryDep, GateDep, KeysDep, PipelineDep, SettingsDep, read_image
 from app.api.errors import ApiError
 from app.api.schemas import FaceOut, ImageFaces, VerifyResponse
+from app.face.pipeline import FaceResult
 
 router = APIRouter(tags=["faces"])
 
@@ -46,10 +48,16 @@ async def verify(
         )
     elif image is not None and subject_id is not None:
         keys.check(api_key, collection)
-        stored = gallery.subject_embeddings(collection, subject_id)
         payload = await read_image(image, settings)
-        results, pipeline_ms = await gate.run_timed(pipeline.largest_faces, [payload])
-        first = results[0]
+        known = subject_id
+
+        def compare() -> tuple[npt.NDArray[np.float32], FaceResult, float]:
+            stored = gallery.subject_embeddings(collection, known)  # 404 before any inference
+            started = time.perf_counter()
+            (result,) = pipeline.largest_faces([payload])
+            return stored, result, (time.perf_counter() - started) * 1000
+
+        stored, first, pipeline_ms = await gate.run(compare)
         similarity = float((stored @ first.face.embedding).max()) if len(stored) else -1.0
         other = None
     else:
