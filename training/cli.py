@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 
@@ -33,6 +34,85 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
         "--no-record", action="store_true", help="update the manifest only, not training/calibration.json"
     )
     calibrate.set_defaults(handler=_calibrate)
+
+    train = subparsers.add_parser("train", help="prepare data for, and train, face embedders")
+    train_sub = train.add_subparsers(dest="train_command", required=True)
+    prepare = train_sub.add_parser("prepare", help="align a folder-per-person dataset with the serving code")
+    prepare.add_argument("--images", type=Path, required=True, help="one folder of images per person")
+    prepare.add_argument("--out", type=Path, required=True, help="folder for the chips, index and report")
+    prepare.add_argument(
+        "--size", type=int, action="append", help="chip side in px (repeatable; default 150)"
+    )
+    prepare.add_argument("--people-of", type=Path, help="only the people named in this pairs file")
+    prepare.add_argument(
+        "--models", type=Path, default=Path("models"), help="models folder (default: ./models)"
+    )
+    prepare.set_defaults(handler=_train_prepare)
+
+    fit = train_sub.add_parser("fit", help="train an embedder with triplet (or contrastive) loss")
+    fit.add_argument("--data", type=Path, required=True, help="a folder made by `train prepare`")
+    fit.add_argument("--out", type=Path, required=True, help="run folder: checkpoints and log.csv")
+    fit.add_argument("--eval-data", type=Path, help="prepared chips of held-out people")
+    fit.add_argument("--eval-pairs", type=Path, help="pairs file of the held-out people (LFW format)")
+    fit.add_argument("--eval-images", type=Path, help="images folder of the pairs (default: beside them)")
+    fit.add_argument("--resume", action="store_true", help="continue from the run folder's last.pt")
+    defaults = _fit_options()
+    for name, value in defaults.items():
+        fit.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
+    fit.set_defaults(handler=_train_fit)
+
+
+def _fit_options() -> dict[str, object]:
+    """The fit settings and their defaults, one command-line option each."""
+    import dataclasses
+
+    from training.fit import FitConfig
+
+    return {f.name: f.default for f in dataclasses.fields(FitConfig)}
+
+
+def _train_prepare(args: argparse.Namespace) -> int:
+    from app.face.pipeline import FacePipeline
+    from training.lfw import pair_people
+    from training.prepare import prepare
+
+    pipeline = FacePipeline.from_models(args.models)
+    only = set(pair_people(args.people_of)) if args.people_of else None
+    report = prepare(pipeline, args.images, args.out, args.size or [150], only)
+    print(
+        f"{report.images} images of {report.people} people -> {report.chips} chips in {args.out} "
+        f"({len(report.no_face)} without a face, {len(report.several_faces)} with several: kept the one "
+        f"nearest the centre, {len(report.unreadable)} unreadable; details in report.json)"
+    )
+    return 0
+
+
+def _train_fit(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from training.data import ChipSet
+    from training.fit import LAST_CHECKPOINT, FitConfig, Trainer, chip_size, held_out
+    from training.guard import EmbeddingCollapse
+    from training.lfw import read_pairs
+
+    config = FitConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(FitConfig)})
+    size = chip_size(config)
+    evaluation = None
+    if args.eval_data and args.eval_pairs:
+        chips = ChipSet.load(args.eval_data, size)
+        images_root = args.eval_images or Path(args.eval_pairs).parent / "images"
+        evaluation = held_out(chips, read_pairs(args.eval_pairs, images_root))
+    trainer = Trainer(config, ChipSet.load(args.data, size), args.out, evaluation)
+    if args.resume:
+        trainer.restore(args.out / LAST_CHECKPOINT)
+    try:
+        history = trainer.fit()
+    except EmbeddingCollapse as error:
+        print(f"training stopped: {error}", file=sys.stderr)
+        return 2
+    last = history[-1] if history else {}
+    print(f"done: {trainer.epoch} epochs; last epoch {last}")
+    return 0
 
 
 def _pairs_arguments(parser: argparse.ArgumentParser) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -58,6 +59,10 @@ def spread(embeddings: torch.Tensor) -> Spread:
 
 def check(stats: Spread, where: str) -> None:
     """Raise EmbeddingCollapse if the rows are not unit vectors or have collapsed together."""
+    if not (math.isfinite(stats.mean_distance) and math.isfinite(stats.max_norm_error)):
+        raise EmbeddingCollapse(
+            f"{where}: the embeddings are not finite (NaN or inf): the run diverged. " + LIKELY_CAUSES
+        )
     if stats.max_norm_error > UNIT_TOLERANCE:
         raise EmbeddingCollapse(
             f"{where}: embeddings are not unit vectors (a row's norm is off by {stats.max_norm_error:.3g}); "
