@@ -66,7 +66,7 @@ def _fit_options() -> dict[str, object]:
     """The fit settings and their defaults, one command-line option each."""
     import dataclasses
 
-    from training.fit import FitConfig
+    from training.fit_config import FitConfig
 
     return {f.name: f.default for f in dataclasses.fields(FitConfig)}
 
@@ -91,7 +91,8 @@ def _train_fit(args: argparse.Namespace) -> int:
     import dataclasses
 
     from training.data import ChipSet
-    from training.fit import LAST_CHECKPOINT, FitConfig, Trainer, chip_size, held_out
+    from training.fit import LAST_CHECKPOINT, Trainer, chip_size, held_out
+    from training.fit_config import FitConfig
     from training.guard import EmbeddingCollapse
     from training.lfw import read_pairs
 

@@ -10,7 +10,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,34 +21,14 @@ from training import guard
 from training.backbones import BACKBONES, build_backbone
 from training.data import ChipSet, PKSampler
 from training.evaluate import accuracy_at, auc, best_threshold, tenfold_accuracy
+from training.fit_config import FitConfig
 from training.lfw import Pair
 from training.losses import LossResult, contrastive_loss, triplet_loss
-from training.mining import Strategy, mine
+from training.mining import mine
 
 LOG_FILE = "log.csv"
 LAST_CHECKPOINT = "last.pt"
 BEST_CHECKPOINT = "best.pt"
-
-
-@dataclass(frozen=True)
-class FitConfig:
-    """Every choice of a run; stored in its checkpoints so that a resume cannot change them."""
-
-    backbone: str = "small"
-    epochs: int = 10
-    optimizer: Literal["adam", "sgd"] = "adam"
-    lr: float = 1e-3
-    weight_decay: float = 5e-4
-    schedule: Literal["cosine", "step", "constant"] = "cosine"
-    loss: Literal["triplet", "contrastive"] = "triplet"
-    mining: Strategy = "semi-hard"
-    alpha: float = 0.2  # the margin, shared by the miner and the loss
-    people_per_batch: int = 16
-    images_per_person: int = 4
-    extra_negatives: int = 8
-    seed: int = 0
-    guard_warmup_steps: int = 50  # a fresh net may start bunched up; collapse is judged after this
-    max_minutes: float = 0.0  # 0: no limit
 
 
 @dataclass

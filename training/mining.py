@@ -7,12 +7,10 @@ distances without gradients and return index triples; the loss recomputes those 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 
-Strategy = Literal["semi-hard", "batch-hard", "batch-all"]
-STRATEGIES: tuple[Strategy, ...] = ("semi-hard", "batch-hard", "batch-all")
+from training.fit_config import STRATEGIES, Strategy
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ from app.face.pipeline import FacePipeline  # noqa: E402
 from tests.assets import LFW_DEV  # noqa: E402
 from training.backbones import L2Normalize  # noqa: E402
 from training.data import ChipSet, PKSampler  # noqa: E402
-from training.fit import LOG_FILE, FitConfig, Trainer  # noqa: E402
+from training.fit import LOG_FILE, Trainer  # noqa: E402
+from training.fit_config import FitConfig  # noqa: E402
 from training.guard import EmbeddingCollapse  # noqa: E402
 from training.prepare import INDEX_FILE, REPORT_FILE, prepare  # noqa: E402
 
