@@ -29,13 +29,13 @@ class ChipSet:
                 f"{path} is missing (this folder has {made or 'no chips'}); run "
                 f"`faceverify train prepare --size {size}`"
             )
-        chips = np.load(path, mmap_mode="r")
+        chips = np.load(path)
         with (folder / INDEX_FILE).open() as f:
             rows = list(csv.DictReader(f))
         if len(rows) != len(chips):
             raise ValueError(f"{folder}: {len(rows)} index rows but {len(chips)} chips")
         labels = np.array([int(r["label"]) for r in rows], dtype=np.int64)
-        return cls(np.ascontiguousarray(chips), labels, [r["source"] for r in rows])
+        return cls(chips, labels, [r["source"] for r in rows])
 
 
 class PKSampler:

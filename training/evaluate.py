@@ -45,6 +45,14 @@ def _nearest_centre(detections: list[Detection], image: np.ndarray) -> Detection
     return min(detections, key=distance)
 
 
+def central_face(pipeline: FacePipeline, path: Path) -> tuple[np.ndarray, Detection | None, int]:
+    """An image file decoded, its face nearest the centre (None if it has none) and how many it has;
+    OSError or ImageError when the file cannot be read as an image."""
+    image = pipeline.decode(path.read_bytes())
+    detections = pipeline.detect(image)
+    return image, (_nearest_centre(detections, image) if detections else None), len(detections)
+
+
 def _centre_face(image: np.ndarray, relative_landmarks: np.ndarray) -> Detection:
     """A stand-in face where none was found: the run's typical landmarks, scaled to this image."""
     h, w = image.shape[:2]
@@ -60,15 +68,13 @@ def embed_images(pipeline: FacePipeline, paths: Iterable[Path], progress: bool =
     started = time.perf_counter()
     for path in tqdm(unique, desc="embedding", unit="img", disable=not progress, file=sys.stderr):
         try:
-            image = pipeline.decode(path.read_bytes())
+            image, face, _ = central_face(pipeline, path)
         except (OSError, ImageError):
             result.unreadable.append(path)
             continue
-        detections = pipeline.detect(image)
-        if not detections:
+        if face is None:
             result.no_face.append(path)
             continue
-        face = _nearest_centre(detections, image)
         relative.append(np.asarray(face.landmarks) / np.array([image.shape[1], image.shape[0]]))
         (embedded,) = pipeline.embed([image], [face])
         result.vectors[path] = embedded.embedding

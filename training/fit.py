@@ -183,8 +183,9 @@ class Trainer:
         )
         counted = 0
         for rows in bar:
-            chips = torch.from_numpy(self.train.chips[np.sort(rows)])
-            labels = torch.from_numpy(self.train.labels[np.sort(rows)])
+            picked = np.sort(rows)
+            chips = torch.from_numpy(self.train.chips[picked])
+            labels = torch.from_numpy(self.train.labels[picked])
             embeddings = self.model(chips)
             stats = guard.spread(embeddings)
             if self.step >= self.config.guard_warmup_steps or stats.max_norm_error > guard.UNIT_TOLERANCE:

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from app.face.align import align_face
 from app.face.errors import ImageError
 from app.face.pipeline import FacePipeline
-from training.evaluate import _nearest_centre
+from training.evaluate import central_face
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 INDEX_FILE = "index.csv"
@@ -90,20 +90,18 @@ def prepare(
     ):
         name = f"{folder.name}/{path.name}"
         try:
-            image = pipeline.decode(path.read_bytes())
+            image, face, found = central_face(pipeline, path)
         except (OSError, ImageError):
             report.unreadable.append(name)
             continue
-        detections = pipeline.detect(image)
-        if not detections:
+        if face is None:
             report.no_face.append(name)
             continue
-        if len(detections) > 1:
+        if found > 1:
             report.several_faces.append(name)
-        face = _nearest_centre(detections, image)
         for size in sizes:
             chips[size].append(align_face(image, face.landmarks, templates[size], size))
-        rows.append((len(rows), folder.name, label, name, len(detections)))
+        rows.append((len(rows), folder.name, label, name, found))
     out.mkdir(parents=True, exist_ok=True)
     for size in sizes:
         stacked = np.stack(chips[size]) if chips[size] else np.zeros((0, size, size, 3), np.uint8)

@@ -15,6 +15,13 @@ from app.api.errors import Overloaded
 T = TypeVar("T")
 
 
+def timed(work: Callable[..., T], *args: object) -> tuple[T, float]:
+    """work(*args) and the milliseconds it took."""
+    started = time.perf_counter()
+    result = work(*args)
+    return result, (time.perf_counter() - started) * 1000
+
+
 class InferenceGate:
     """A thread pool for blocking work with a cap on the requests waiting for it."""
 
@@ -43,13 +50,7 @@ class InferenceGate:
 
     async def run_timed(self, work: Callable[..., T], *args: object) -> tuple[T, float]:
         """run(), also returning the milliseconds the work itself took (queueing and hand-off excluded)."""
-
-        def timed() -> tuple[T, float]:
-            started = time.perf_counter()
-            result = work(*args)
-            return result, (time.perf_counter() - started) * 1000
-
-        return await self.run(timed)
+        return await self.run(timed, work, *args)
 
     def close(self) -> None:
         """Stop the workers once queued work is done."""

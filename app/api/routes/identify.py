@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, UploadFile
 
 from app.api.deps import ApiKey, GalleryDep, GateDep, KeysDep, PipelineDep, SettingsDep, read_image
+from app.api.inference import timed
 from app.api.schemas import CandidateOut, FaceOut, IdentifyResponse, ImageFaces
 from app.face.pipeline import FaceResult
 from app.gallery.gallery import Candidate
@@ -39,9 +40,7 @@ async def identify(
     def find() -> tuple[FaceResult, list[Candidate], float]:
         # One trip to the worker thread: SQLite and the index stay off the event loop.
         gallery.collection(collection)  # 404 before any inference
-        started = time.perf_counter()
-        (probe,) = pipeline.largest_faces([payload])
-        pipeline_ms = (time.perf_counter() - started) * 1000
+        (probe,), pipeline_ms = timed(pipeline.largest_faces, [payload])
         (found,) = gallery.identify(collection, probe.face.embedding[None], top_k=top_k, threshold=cutoff)
         return probe, found, pipeline_ms
 

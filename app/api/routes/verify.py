@@ -11,6 +11,7 @@ from fastapi import APIRouter, File, Form, UploadFile
 
 from app.api.deps import ApiKey, GalleryDep, GateDep, KeysDep, PipelineDep, SettingsDep, read_image
 from app.api.errors import ApiError
+from app.api.inference import timed
 from app.api.schemas import FaceOut, ImageFaces, VerifyResponse
 from app.face.pipeline import FaceResult
 
@@ -53,9 +54,8 @@ async def verify(
 
         def compare() -> tuple[npt.NDArray[np.float32], FaceResult, float]:
             stored = gallery.subject_embeddings(collection, known)  # 404 before any inference
-            started = time.perf_counter()
-            (result,) = pipeline.largest_faces([payload])
-            return stored, result, (time.perf_counter() - started) * 1000
+            (result,), pipeline_ms = timed(pipeline.largest_faces, [payload])
+            return stored, result, pipeline_ms
 
         stored, first, pipeline_ms = await gate.run(compare)
         similarity = float((stored @ first.face.embedding).max()) if len(stored) else -1.0
