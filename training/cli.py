@@ -61,6 +61,25 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
         fit.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
     fit.set_defaults(handler=_train_fit)
 
+    export = train_sub.add_parser("export", help="export a checkpoint as an ONNX embedder the service loads")
+    export.add_argument(
+        "checkpoint", type=Path, help="a checkpoint written by `train fit` (best.pt, last.pt)"
+    )
+    export.add_argument(
+        "--models", type=Path, default=Path("models"), help="served models folder (default: ./models)"
+    )
+    where = export.add_mutually_exclusive_group()
+    where.add_argument("--out", type=Path, help="models folder to write (default: <run folder>/model)")
+    where.add_argument(
+        "--install", action="store_true", help="install into --models: the service loads it at its next start"
+    )
+    export.add_argument("--calibrate-pairs", type=Path, help="fit the threshold on these pairs (LFW format)")
+    export.add_argument(
+        "--calibrate-images", type=Path, help="images folder of the pairs (default: beside them)"
+    )
+    export.add_argument("--far", type=float, help="calibrate to at most this FAR instead of best accuracy")
+    export.set_defaults(handler=_train_export)
+
 
 def _fit_options() -> dict[str, object]:
     """The fit settings and their defaults, one command-line option each."""
@@ -113,6 +132,37 @@ def _train_fit(args: argparse.Namespace) -> int:
         return 2
     last = history[-1] if history else {}
     print(f"done: {trainer.epoch} epochs; last epoch {last}")
+    return 0
+
+
+def _train_export(args: argparse.Namespace) -> int:
+    from app.face.pipeline import FacePipeline
+    from training.calibrate import fit_threshold, install_threshold
+    from training.export_checkpoint import ExportRefused, export_checkpoint
+    from training.lfw import read_pairs
+
+    out = args.models if args.install else args.out or args.checkpoint.parent / "model"
+    try:
+        result = export_checkpoint(args.checkpoint, out, args.models)
+    except ExportRefused as error:
+        print(f"export refused: {error}", file=sys.stderr)
+        return 2
+    threshold = result.artifact.threshold
+    if args.calibrate_pairs:
+        images = args.calibrate_images or args.calibrate_pairs.parent / "images"
+        pairs = read_pairs(args.calibrate_pairs, images)
+        threshold, _ = fit_threshold(FacePipeline.from_models(out), pairs, args.calibrate_pairs, args.far)
+        install_threshold(out, threshold, record=None)
+    assert threshold is not None
+    print(
+        f"{result.artifact.id} -> {out / result.artifact.file}\n"
+        f"threshold {threshold.similarity:.4f}: {threshold.note}\n"
+        + (
+            "installed: restart the service to load it"
+            if args.install
+            else f"serve it with FV_MODELS_DIR={out}"
+        )
+    )
     return 0
 
 
@@ -174,7 +224,9 @@ def _calibrate(args: argparse.Namespace) -> int:
 
     pipeline = _pipeline(args)
     threshold, _ = fit_threshold(pipeline, read_pairs(args.pairs, args.images), args.pairs, args.far)
-    install_threshold(args.models, threshold, None if args.no_record else CALIBRATION_FILE)
+    # The committed record is what fresh builds ship: only the stock embedder's threshold belongs there.
+    stock = pipeline.embedder.artifact.source.package != "faceverify"
+    install_threshold(args.models, threshold, CALIBRATION_FILE if stock and not args.no_record else None)
     squared = threshold.squared_distance
     print(f"threshold {threshold.similarity:.4f} (squared distance {squared:.4f}): {threshold.note}")
     return 0

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import csv
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from training.prepare import INDEX_FILE, chips_file
+from training.prepare import INDEX_FILE, REPORT_FILE, chips_file
+
+
+@dataclass(frozen=True)
+class ChipAlignment:
+    """How chips were cut: the template's name and where the five landmarks sit, in chip pixels."""
+
+    size: int
+    template: str
+    points: tuple[tuple[float, float], ...]
 
 
 @dataclass(frozen=True)
@@ -18,6 +28,7 @@ class ChipSet:
     chips: np.ndarray  # (N, S, S, 3) uint8
     labels: np.ndarray  # (N,) int64
     sources: list[str]  # "<person>/<file>"
+    alignment: ChipAlignment
 
     @classmethod
     def load(cls, folder: Path, size: int) -> ChipSet:
@@ -35,7 +46,11 @@ class ChipSet:
         if len(rows) != len(chips):
             raise ValueError(f"{folder}: {len(rows)} index rows but {len(chips)} chips")
         labels = np.array([int(r["label"]) for r in rows], dtype=np.int64)
-        return cls(chips, labels, [r["source"] for r in rows])
+        cut = json.loads((folder / REPORT_FILE).read_text()).get("alignment", {}).get(str(size))
+        if cut is None:
+            raise ValueError(f"{folder / REPORT_FILE} does not say how the chips were aligned; prepare again")
+        points = tuple((float(x), float(y)) for x, y in cut["points"])
+        return cls(chips, labels, [r["source"] for r in rows], ChipAlignment(size, cut["template"], points))
 
 
 class PKSampler:

@@ -161,7 +161,9 @@ def plot_roc(sims: np.ndarray, labels: np.ndarray, path: Path, title: str) -> No
     axis.plot(np.maximum(far, 1e-4), tar, lw=2)
     axis.set_xscale("log")
     axis.set_xlim(1e-3 / 2, 1)
-    axis.set_ylim(0.8, 1.001)
+    # Strong models live in the top band; a weak one (early in training) needs the whole axis.
+    shown = tar[far >= 1e-3 / 2]
+    axis.set_ylim(min(0.8, float(np.floor(shown.min() * 10) / 10)) if shown.size else 0.8, 1.001)
     axis.set_xlabel("false accept rate")
     axis.set_ylabel("true accept rate")
     axis.set_title(title)

@@ -14,13 +14,14 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
 from training import guard
 from training.backbones import BACKBONES, build_backbone
 from training.data import ChipSet, PKSampler
-from training.evaluate import accuracy_at, auc, best_threshold, tenfold_accuracy
+from training.evaluate import accuracy_at, auc, best_threshold, plot_roc, tenfold_accuracy
 from training.fit_config import FitConfig
 from training.lfw import Pair
 from training.losses import LossResult, contrastive_loss, triplet_loss
@@ -29,6 +30,7 @@ from training.mining import mine
 LOG_FILE = "log.csv"
 LAST_CHECKPOINT = "last.pt"
 BEST_CHECKPOINT = "best.pt"
+ROC_PLOT = "roc.png"  # of the latest held-out evaluation
 
 
 @dataclass
@@ -69,21 +71,35 @@ def embed(model: nn.Module, chips: np.ndarray, batch: int = 256) -> torch.Tensor
     return torch.cat(parts)
 
 
-def evaluate_held_out(model: nn.Module, data: HeldOut) -> dict[str, float]:
-    """The evaluator's figures (AUC, 10-fold accuracy, best threshold) on the held-out pairs."""
+def held_out_similarities(model: nn.Module, data: HeldOut, judge_collapse: bool = True) -> np.ndarray:
+    """Cosine similarity of every held-out pair, each face embedded as the service does: the chip and
+    its mirror image averaged (the guard checks the plain embeddings first)."""
     vectors = embed(model, data.chips.chips)
-    guard.check(guard.spread(vectors), "held-out embeddings")
-    sims = (vectors[data.left] * vectors[data.right]).sum(dim=1).numpy()
+    guard.check(guard.spread(vectors), "held-out embeddings", judge_collapse)
+    mirrored = embed(model, np.ascontiguousarray(data.chips.chips[:, :, ::-1]))
+    averaged = F.normalize(vectors + mirrored, dim=1)
+    return (averaged[data.left] * averaged[data.right]).sum(dim=1).numpy()  # type: ignore[no-any-return]
+
+
+def evaluate_held_out(
+    model: nn.Module, data: HeldOut, roc: Path | None = None, judge_collapse: bool = True
+) -> dict[str, float]:
+    """The evaluator's figures (AUC, 10-fold accuracy, best threshold) on the held-out pairs; with
+    `roc`, the evaluator's ROC plot of them too."""
+    sims = held_out_similarities(model, data, judge_collapse)
     labels = data.same
     mean, std = tenfold_accuracy(sims, labels, data.folds)
     threshold = best_threshold(sims, labels)
-    return {
+    figures = {
         "auc": auc(sims, labels),
         "accuracy_10fold": mean,
         "accuracy_10fold_std": std,
         "best_threshold": threshold,
         "accuracy_at_best": accuracy_at(sims, labels, threshold),
     }
+    if roc is not None:
+        plot_roc(sims, labels, roc, f"held-out pairs: AUC {figures['auc']:.4f}")
+    return figures
 
 
 def _optimiser(config: FitConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -137,6 +153,7 @@ class Trainer:
         """Everything a resume needs to continue exactly."""
         return {
             "config": dataclasses.asdict(self.config),
+            "alignment": dataclasses.asdict(self.train.alignment),
             "model": self.model.state_dict(),
             "optimiser": self.optimiser.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -169,6 +186,11 @@ class Trainer:
         torch.set_rng_state(saved["torch_rng"])
 
     # -- training ------------------------------------------------------------------------------
+    @property
+    def warmed_up(self) -> bool:
+        """Whether the guard judges collapse yet (before, only non-unit or non-finite rows stop a run)."""
+        return self.step >= self.config.guard_warmup_steps
+
     def run_epoch(self, progress: bool = True) -> dict[str, Any]:
         """One pass over the sampler's batches; returns the epoch's log row."""
         self.model.train()
@@ -188,8 +210,7 @@ class Trainer:
             labels = torch.from_numpy(self.train.labels[picked])
             embeddings = self.model(chips)
             stats = guard.spread(embeddings)
-            if self.step >= self.config.guard_warmup_steps or stats.max_norm_error > guard.UNIT_TOLERANCE:
-                guard.check(stats, f"epoch {self.epoch + 1}, step {self.step + 1}")
+            guard.check(stats, f"epoch {self.epoch + 1}, step {self.step + 1}", self.warmed_up)
             result = _step_loss(self.config, embeddings, labels, mining_rng)
             self.optimiser.zero_grad()
             result.loss.backward()
@@ -211,7 +232,8 @@ class Trainer:
         }
         row.update({f"mean_{k}": v / max(1, counted) for k, v in totals.items()})
         if self.evaluation is not None:
-            row.update(evaluate_held_out(self.model, self.evaluation))
+            self.out.mkdir(parents=True, exist_ok=True)
+            row.update(evaluate_held_out(self.model, self.evaluation, self.out / ROC_PLOT, self.warmed_up))
         return row
 
     def fit(self, progress: bool = True) -> list[dict[str, Any]]:

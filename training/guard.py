@@ -57,8 +57,9 @@ def spread(embeddings: torch.Tensor) -> Spread:
         )
 
 
-def check(stats: Spread, where: str) -> None:
-    """Raise EmbeddingCollapse if the rows are not unit vectors or have collapsed together."""
+def check(stats: Spread, where: str, judge_collapse: bool = True) -> None:
+    """Raise EmbeddingCollapse if the rows are not finite, not unit vectors or (when judged: a fresh net
+    may start bunched up) collapsed together."""
     if not (math.isfinite(stats.mean_distance) and math.isfinite(stats.max_norm_error)):
         raise EmbeddingCollapse(
             f"{where}: the embeddings are not finite (NaN or inf): the run diverged. " + LIKELY_CAUSES
@@ -68,7 +69,9 @@ def check(stats: Spread, where: str) -> None:
             f"{where}: embeddings are not unit vectors (a row's norm is off by {stats.max_norm_error:.3g}); "
             "the model must end in L2 normalisation over the feature axis, dim 1. " + LIKELY_CAUSES
         )
-    if stats.mean_distance < MIN_MEAN_DISTANCE or stats.distance_std < MIN_DISTANCE_SPREAD:
+    if judge_collapse and (
+        stats.mean_distance < MIN_MEAN_DISTANCE or stats.distance_std < MIN_DISTANCE_SPREAD
+    ):
         raise EmbeddingCollapse(
             f"{where}: the embeddings collapsed (mean pairwise squared distance {stats.mean_distance:.4f}, "
             f"spread {stats.distance_std:.2g}; a useful embedder keeps them near 1-2). " + LIKELY_CAUSES

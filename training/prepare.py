@@ -61,6 +61,12 @@ def scaled_template(pipeline: FacePipeline, size: int) -> tuple[tuple[float, flo
     return tuple((x * factor, y * factor) for x, y in pipeline.embedder.template)
 
 
+def alignment_template_id(pipeline: FacePipeline, size: int) -> str:
+    """The name of the served template, scaled to chips of `size` (its own name at its own size)."""
+    served = pipeline.embedder.artifact.input_contract.alignment_template or "template"
+    return served if size == pipeline.embedder.chip_size[0] else f"{served}@{size}"
+
+
 def prepare(
     pipeline: FacePipeline,
     images: Path,
@@ -112,5 +118,12 @@ def prepare(
         writer.writerows(rows)
     report.chips = len(rows)
     report.seconds = round(time.perf_counter() - started, 1)
-    (out / REPORT_FILE).write_text(json.dumps({**report.__dict__, "sizes": sizes}, indent=2) + "\n")
+    # The alignment the chips were cut with travels with them, so that an exported model can state it.
+    alignment = {
+        str(size): {"template": alignment_template_id(pipeline, size), "points": templates[size]}
+        for size in sizes
+    }
+    (out / REPORT_FILE).write_text(
+        json.dumps({**report.__dict__, "sizes": sizes, "alignment": alignment}, indent=2) + "\n"
+    )
     return report

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,37 +11,15 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="the training tests need the `train` extra (torch)")
 
-from app.face.pipeline import FacePipeline  # noqa: E402
-from tests.assets import LFW_DEV  # noqa: E402
+from tests.training.conftest import NEEDS_LFW  # noqa: E402
 from training.backbones import L2Normalize  # noqa: E402
 from training.data import ChipSet, PKSampler  # noqa: E402
 from training.fit import LOG_FILE, Trainer  # noqa: E402
 from training.fit_config import FitConfig  # noqa: E402
 from training.guard import EmbeddingCollapse  # noqa: E402
-from training.prepare import INDEX_FILE, REPORT_FILE, prepare  # noqa: E402
+from training.prepare import INDEX_FILE, REPORT_FILE  # noqa: E402
 
-pytestmark = pytest.mark.skipif(
-    not (LFW_DEV / "images").is_dir(), reason="needs LFW's development images (../shared/data/lfw-dev)"
-)
-
-
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory: pytest.TempPathFactory, pipeline: FacePipeline) -> Path:
-    """Chips of 10 LFW people with many photos (6 each) and 4 people with one photo."""
-    people = sorted((LFW_DEV / "images").iterdir(), key=lambda p: (-len(list(p.glob("*.jpg"))), p.name))
-    source = tmp_path_factory.mktemp("people")
-    for person in people[:10]:
-        (source / person.name).mkdir()
-        for photo in sorted(person.glob("*.jpg"))[:6]:
-            shutil.copy(photo, source / person.name / photo.name)
-    singles = [p for p in sorted((LFW_DEV / "images").iterdir()) if len(list(p.glob("*.jpg"))) == 1][:4]
-    for person in singles:
-        shutil.copytree(person, source / person.name)
-    (source / "not_an_image.txt").write_text("skipped: not a folder")
-    (source / singles[0].name / "broken.jpg").write_bytes(b"not a jpeg")
-    out = tmp_path_factory.mktemp("prepared")
-    prepare(pipeline, source, out, [64, 150], progress=False)
-    return out
+pytestmark = NEEDS_LFW
 
 
 def test_prepare_writes_chips_index_and_a_report(prepared: Path) -> None:
