@@ -52,10 +52,14 @@ def recorded_threshold(model_id: str, template_id: str, path: Path = CALIBRATION
 
 
 def fit_threshold(
-    pipeline: FacePipeline, pairs: list[Pair], pairs_file: Path, far: float | None = None
+    pipeline: FacePipeline,
+    pairs: list[Pair],
+    pairs_file: Path,
+    far: float | None = None,
+    progress: bool = True,
 ) -> tuple[Threshold, dict[str, Any]]:
     """The accuracy-maximising threshold on the pairs (or the lowest one within a target FAR)."""
-    embedded = embed_images(pipeline, [p for pair in pairs for p in (pair.left, pair.right)])
+    embedded = embed_images(pipeline, [p for pair in pairs for p in (pair.left, pair.right)], progress)
     sims, labels = pair_similarities(pairs, embedded.vectors)
     value = best_threshold(sims, labels) if far is None else threshold_for_far(sims, labels, far)
     value = round(value, 4)

@@ -240,7 +240,9 @@ class Trainer:
         """Train until the configured epochs (or minutes) are done; checkpoint and log every epoch."""
         self.out.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
+        limit = self.config.max_minutes * 60
         while self.epoch < self.config.epochs:
+            epoch_started = time.monotonic()
             row = self.run_epoch(progress)
             row["minutes"] = round((time.monotonic() - started) / 60, 2)
             self.history.append(row)
@@ -249,7 +251,9 @@ class Trainer:
             if row.get("auc", -1.0) > self.best_auc:
                 self.best_auc = row["auc"]
                 self.save(BEST_CHECKPOINT)
-            if self.config.max_minutes and time.monotonic() - started > self.config.max_minutes * 60:
+            # Stop when another epoch like this one would overrun the limit, so that the limit holds.
+            now = time.monotonic()
+            if limit and (now - started) + (now - epoch_started) > limit:
                 break
         return self.history
 
