@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     log_level: str = "info"
     # JSON: {"key": ["collection", ...]} or {"key": ["*"]}; none configured = open, loopback only.
     api_keys: dict[str, list[str]] = {}
+    allow_open: bool = False  # serve without keys on a non-loopback address (behind an auth proxy)
     inference_workers: int = 4
     max_pending_requests: int = 64
     max_batch: int = 16

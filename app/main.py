@@ -17,7 +17,7 @@ from app.api.routes import collections, detect, enroll, health, identify, subjec
 from app.config import Settings
 from app.face.batcher import EmbedBatcher
 from app.face.pipeline import FacePipeline
-from app.face.runtime import configure_threads
+from app.face.runtime import available_providers, configure_threads
 from app.gallery.gallery import Gallery
 from app.gallery.index import gpu_count
 
@@ -55,9 +55,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.gallery = gallery
         app.state.gate = gate
         app.state.keys = keys
-        device = "GPU" if settings.index_use_gpu and gpu_count() else "CPU"
+        app.state.index_device = "gpu" if settings.index_use_gpu and gpu_count() else "cpu"
         log.info("embedder %s on %s", embedder.model_id, ", ".join(embedder.providers))
-        log.info("gallery in %s, index search on the %s", settings.data_dir, device)
+        if (
+            "CUDAExecutionProvider" in available_providers()
+            and "CUDAExecutionProvider" not in embedder.providers
+        ):
+            log.warning("onnxruntime offers CUDA but the embedder runs on the CPU: is a GPU visible here?")
+        log.info("gallery in %s, faiss index search on the %s", settings.data_dir, app.state.index_device)
         if keys.open:
             log.warning("no API keys configured (FV_API_KEYS): the service is open to anyone who reaches it")
         try:

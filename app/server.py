@@ -25,6 +25,12 @@ def serve(host: str | None = None, port: int | None = None) -> None:
         settings.host = host
     if port is not None:
         settings.port = port
+    if not settings.api_keys and not _is_loopback(settings.host) and not settings.allow_open:
+        # Open and reachable from the network is almost never meant: say so instead of serving.
+        raise SystemExit(
+            f"refusing to serve on {settings.host} without API keys: set FV_API_KEYS, bind to "
+            "127.0.0.1, or set FV_ALLOW_OPEN=true where something in front of the service checks callers"
+        )
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

