@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --quiet
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install models run test lint bench clean
+.PHONY: install models run test lint bench deploy-check clean
 
 # Re-install whenever the dependency list or this recipe changes.
 $(INSTALLED): pyproject.toml Makefile
@@ -38,6 +38,10 @@ lint: $(INSTALLED)
 test: models lint
 	$(BIN)/pytest
 
+# Dockerfile lint, compose validation, and the CPU image's steps replayed from a clean clone.
+deploy-check:
+	.ci/deploy-check
+
 # Peers are installed only for the benchmarks (face_recognition wants an older setuptools).
 bench: models
 	$(PIP) install --no-deps -r benchmarks/requirements-peers.txt
@@ -46,6 +50,7 @@ bench: models
 	$(BIN)/python -m benchmarks.lfw
 	$(BIN)/python -m benchmarks.gallery
 	$(BIN)/python -m benchmarks.load
+	$(BIN)/python -m benchmarks.training
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache models/*.onnx models/manifest.json
