@@ -21,4 +21,10 @@ if [ -n "${TORCH_INDEX_URL:-}" ]; then torch_source=(--index-url "$TORCH_INDEX_U
 # facenet-pytorch from pulling its old torch; only its MTCNN weight files are used).
 "${pip[@]}" --no-deps -r "$here/requirements-build.txt"
 "${pip[@]}" --no-deps --no-build-isolation "$here/.."
-"$venv/bin/python" -m pip check
+# facenet-pytorch's own pins are known to be unmet (see above); anything else pip finds is a failure.
+problems=$("$venv/bin/python" -m pip check 2>&1 | grep -v -e '^facenet-pytorch ' -e '^No broken requirements' || true)
+if [ -n "$problems" ]; then
+    echo "$problems" >&2
+    exit 1
+fi
+"$venv/bin/python" -c 'import onnx, onnxscript, torch, training.build' # the build's imports resolve
