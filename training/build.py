@@ -29,7 +29,7 @@ from app.face.manifest import (
     write_manifest,
 )
 from training.calibrate import provisional_threshold, recorded_threshold
-from training.export import check_parity, export_onnx
+from training.export import check_parity, embedder_artifact, export_onnx
 from training.weights.dlib_dat import read_dlib_dnn
 from training.weights.dlib_resnet import DLIB_CHIP_SIZE, EMBEDDING_SIZE, DlibResNet, load_dlib_weights
 from training.weights.mtcnn import FACENET_PACKAGE, facenet_weights_dir, load_mtcnn_net
@@ -226,26 +226,14 @@ def _build_embedder(tmp: Path, sources: dict[str, Source]) -> Artifact:
         raise ModelError(f"{TEMPLATE_FILE} is not a five-point template for {side} px chips")
     model_id = f"dlib-resnet-v1-{sources['embedder'].sha256[:8]}"
     threshold = recorded_threshold(model_id, template["template_id"]) or provisional_threshold()
-    return Artifact(
-        id=model_id,
-        role="embedder",
-        file=path.name,
-        sha256=sha256_file(path),
-        bytes=path.stat().st_size,
-        input_contract=InputContract(
-            layout="NHWC",
-            channels="RGB",
-            dtype="uint8",
-            pixel_range=(0.0, 255.0),
-            size=(side, side),
-            alignment_template=template["template_id"],
-            alignment_points=tuple((float(x), float(y)) for x, y in template["points"]),
-            normalisation="(x - mean_rgb(122.782, 117.001, 104.298)) / 256, inside the graph",
-        ),
-        inputs=(TensorSpec(name="chips", dtype="uint8", shape=(None, side, side, 3)),),
-        outputs=(TensorSpec(name="embeddings", dtype="float32", shape=(None, EMBEDDING_SIZE)),),
+    return embedder_artifact(
+        path,
+        model_id=model_id,
+        side=side,
+        template=template["template_id"],
+        points=tuple((float(x), float(y)) for x, y in template["points"]),
+        normalisation="(x - mean_rgb(122.782, 117.001, 104.298)) / 256, inside the graph",
         embedding_size=EMBEDDING_SIZE,
-        distance="cosine",
         threshold=threshold,
         source=sources["embedder"],
     )

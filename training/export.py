@@ -16,6 +16,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from app.face.manifest import Artifact, InputContract, Source, TensorSpec, Threshold, sha256_file
 from app.face.runtime import session_options
 
 OPSET = 18
@@ -108,3 +109,42 @@ def check_parity(module: nn.Module, path: Path, inputs: Sequence[torch.Tensor], 
     if worst > atol:
         raise AssertionError(f"{path.name}: ONNX Runtime differs from torch by {worst:.2e} > {atol:.0e}")
     return worst
+
+
+def embedder_artifact(
+    path: Path,
+    *,
+    model_id: str,
+    side: int,
+    template: str,
+    points: tuple[tuple[float, float], ...],
+    normalisation: str,
+    embedding_size: int,
+    threshold: Threshold,
+    source: Source,
+) -> Artifact:
+    """The manifest entry of an exported embedder: uint8 NHWC `chips` of side x side aligned by the
+    template's points (chip pixels) in, unit `embeddings` out, compared by cosine."""
+    return Artifact(
+        id=model_id,
+        role="embedder",
+        file=path.name,
+        sha256=sha256_file(path),
+        bytes=path.stat().st_size,
+        input_contract=InputContract(
+            layout="NHWC",
+            channels="RGB",
+            dtype="uint8",
+            pixel_range=(0.0, 255.0),
+            size=(side, side),
+            alignment_template=template,
+            alignment_points=points,
+            normalisation=normalisation,
+        ),
+        inputs=(TensorSpec(name="chips", dtype="uint8", shape=(None, side, side, 3)),),
+        outputs=(TensorSpec(name="embeddings", dtype="float32", shape=(None, embedding_size)),),
+        embedding_size=embedding_size,
+        distance="cosine",
+        threshold=threshold,
+        source=source,
+    )

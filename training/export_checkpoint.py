@@ -18,10 +18,8 @@ from torch import nn
 from app.face.errors import ModelError
 from app.face.manifest import (
     Artifact,
-    InputContract,
     Manifest,
     Source,
-    TensorSpec,
     Threshold,
     load_manifest,
     sha256_file,
@@ -29,7 +27,7 @@ from app.face.manifest import (
     write_manifest,
 )
 from training.backbones import EMBEDDING_SIZE, build_backbone
-from training.export import check_parity, export_onnx
+from training.export import check_parity, embedder_artifact, export_onnx
 from training.fit_config import FitConfig
 from training.guard import UNIT_TOLERANCE
 
@@ -112,28 +110,14 @@ def _threshold(saved: dict[str, Any]) -> Threshold:
 def _artifact(path: Path, checkpoint: Path, saved: dict[str, Any]) -> Artifact:
     config = FitConfig(**saved["config"])
     alignment = saved["alignment"]
-    side = int(alignment["size"])
-    digest = sha256_file(path)
-    return Artifact(
-        id=f"trained-{config.backbone}-{digest[:8]}",
-        role="embedder",
-        file=path.name,
-        sha256=digest,
-        bytes=path.stat().st_size,
-        input_contract=InputContract(
-            layout="NHWC",
-            channels="RGB",
-            dtype="uint8",
-            pixel_range=(0.0, 255.0),
-            size=(side, side),
-            alignment_template=alignment["template"],
-            alignment_points=tuple((float(x), float(y)) for x, y in alignment["points"]),
-            normalisation=_NORMALISATION[config.backbone],
-        ),
-        inputs=(TensorSpec(name="chips", dtype="uint8", shape=(None, side, side, 3)),),
-        outputs=(TensorSpec(name="embeddings", dtype="float32", shape=(None, EMBEDDING_SIZE)),),
+    return embedder_artifact(
+        path,
+        model_id=f"trained-{config.backbone}-{sha256_file(path)[:8]}",
+        side=int(alignment["size"]),
+        template=alignment["template"],
+        points=tuple((float(x), float(y)) for x, y in alignment["points"]),
+        normalisation=_NORMALISATION[config.backbone],
         embedding_size=EMBEDDING_SIZE,
-        distance="cosine",
         threshold=_threshold(saved),
         source=Source(
             package="faceverify",
