@@ -53,9 +53,20 @@ def add_commands(
     fit = train_sub.add_parser("fit", help="train an embedder with triplet (or contrastive) loss")
     fit.add_argument("--data", type=Path, required=True, help="a folder made by `train prepare`")
     fit.add_argument("--out", type=Path, required=True, help="run folder: checkpoints and log.csv")
-    fit.add_argument("--eval-data", type=Path, help="prepared chips of held-out people")
-    fit.add_argument("--eval-pairs", type=Path, help="pairs file of the held-out people (LFW format)")
+    fit.add_argument(
+        "--eval-pairs", type=Path, help="held-out pairs, LFW format (default: LFW DevTest where it is found)"
+    )
     fit.add_argument("--eval-images", type=Path, help="images folder of the pairs (default: beside them)")
+    fit.add_argument(
+        "--eval-data", type=Path, help="their prepared chips (default: <out>/held-out, cut on first use)"
+    )
+    fit.add_argument("--no-eval", action="store_true", help="train without a held-out evaluation")
+    fit.add_argument(
+        "--models",
+        type=Path,
+        default=Path("models"),
+        help="models that cut held-out chips (default: ./models)",
+    )
     fit.add_argument("--resume", action="store_true", help="continue from the run folder's last.pt")
     defaults = _fit_options()
     for name, value in defaults.items():
@@ -111,18 +122,29 @@ def _train_fit(args: argparse.Namespace) -> int:
     import dataclasses
 
     from training.data import ChipSet
-    from training.fit import LAST_CHECKPOINT, Trainer, chip_size, held_out
+    from training.fit import LAST_CHECKPOINT, Trainer, chip_size, load_held_out
     from training.fit_config import FitConfig
     from training.guard import EmbeddingCollapse
-    from training.lfw import read_pairs
+    from training.lfw import default_devtest
 
     config = FitConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(FitConfig)})
     size = chip_size(config)
     evaluation = None
-    if args.eval_data and args.eval_pairs:
-        chips = ChipSet.load(args.eval_data, size)
-        images_root = args.eval_images or Path(args.eval_pairs).parent / "images"
-        evaluation = held_out(chips, read_pairs(args.eval_pairs, images_root))
+    pairs = args.eval_pairs or (default_devtest() if default_devtest().is_file() else None)
+    if args.no_eval:
+        print("no held-out evaluation (--no-eval)", file=sys.stderr)
+    elif pairs is None:
+        print(
+            f"no held-out evaluation: {default_devtest()} not found; name one with --eval-pairs",
+            file=sys.stderr,
+        )
+    else:
+        images = args.eval_images or pairs.parent / "images"
+        folder = args.eval_data or args.out / "held-out"
+        evaluation = load_held_out(pairs, images, folder, size, args.models)
+        print(
+            f"held-out evaluation after every epoch: {pairs} ({len(evaluation.same)} pairs)", file=sys.stderr
+        )
     trainer = Trainer(config, ChipSet.load(args.data, size), args.out, evaluation)
     if args.resume:
         trainer.restore(args.out / LAST_CHECKPOINT)

@@ -90,12 +90,12 @@ def _threshold(saved: dict[str, Any]) -> Threshold:
     figures = next((row for row in reversed(saved["history"]) if "best_threshold" in row), None)
     if figures is None:
         similarity = 0.5
-        note = "provisional: the run had no held-out evaluation; run `faceverify calibrate` to fit it"
+        note = "provisional: the run had no held-out evaluation; fit it with `faceverify calibrate --models`"
     else:
         similarity = round(float(figures["best_threshold"]), 4)
         note = (
-            f"provisional: best accuracy on the held-out chips at epoch {figures['epoch']} (no flip "
-            "averaging); run `faceverify calibrate` to fit it through the service's pipeline"
+            f"provisional: best accuracy on the held-out pairs at epoch {figures['epoch']}; fit it on "
+            "labelled pairs with `train export --calibrate-pairs` or `faceverify calibrate --models`"
         )
     return Threshold(
         similarity=similarity,

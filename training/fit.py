@@ -23,9 +23,10 @@ from training.backbones import BACKBONES, build_backbone
 from training.data import ChipSet, PKSampler
 from training.evaluate import accuracy_at, auc, best_threshold, plot_roc, tenfold_accuracy
 from training.fit_config import FitConfig
-from training.lfw import Pair
+from training.lfw import Pair, pair_people, read_pairs
 from training.losses import LossResult, contrastive_loss, triplet_loss
 from training.mining import mine
+from training.prepare import chips_file, prepare
 
 LOG_FILE = "log.csv"
 LAST_CHECKPOINT = "last.pt"
@@ -58,6 +59,17 @@ def held_out(chips: ChipSet, pairs: list[Pair]) -> HeldOut:
         raise ValueError("none of the pairs' images is among the prepared chips")
     left, right, same, folds = (np.array(column) for column in zip(*kept, strict=True))
     return HeldOut(chips, left, right, same.astype(bool), folds, len(pairs) - len(kept))
+
+
+def load_held_out(pairs_file: Path, images: Path, folder: Path, size: int, models_dir: Path) -> HeldOut:
+    """The held-out pairs with their chips from `folder`, cut there first (by `train prepare`'s code,
+    for just the pairs' people) when the folder has none of this size."""
+    if not (folder / chips_file(size)).exists():
+        from app.face.pipeline import FacePipeline
+
+        people = set(pair_people(pairs_file))
+        prepare(FacePipeline.from_models(models_dir), images, folder, [size], people)
+    return held_out(ChipSet.load(folder, size), read_pairs(pairs_file, images))
 
 
 def embed(model: nn.Module, chips: np.ndarray, batch: int = 256) -> torch.Tensor:

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_FOLDS = 10
+
+
+def default_devtest() -> Path:
+    """LFW's DevTest pairs where the development view is found (FV_LFW_DIR, else ../shared/data/lfw-dev)."""
+    return Path(os.environ.get("FV_LFW_DIR", "../shared/data/lfw-dev")) / "pairsDevTest.txt"
 
 
 class PairsFormatError(ValueError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -34,3 +35,14 @@ def prepared(tmp_path_factory: pytest.TempPathFactory, pipeline: FacePipeline) -
 
     prepare(pipeline, source, out, [64, 150], progress=False)
     return out
+
+
+def write_lfw_pairs(path: Path, people: int) -> Path:
+    """An LFW-format pairs file over lfw-dev: each of the first people with two photos against
+    itself, and each against the next one (the first `people` + 1 such people)."""
+    names = [p.name for p in sorted((LFW_DEV / "images").iterdir()) if len(list(p.glob("*.jpg"))) >= 2]
+    names = names[: people + 1]
+    same = [f"{name}\t1\t2" for name in names[1:]]
+    different = [f"{a}\t1\t{b}\t1" for a, b in pairwise(names)]
+    path.write_text(f"{people}\n" + "\n".join(same + different) + "\n")  # LFW: N same, then N different
+    return path

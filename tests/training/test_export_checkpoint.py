@@ -20,7 +20,7 @@ from app.face.manifest import load_manifest, verified_path  # noqa: E402
 from app.face.pipeline import FacePipeline  # noqa: E402
 from tests.assets import LFW_DEV, REPO  # noqa: E402
 from tests.server import running_server  # noqa: E402
-from tests.training.conftest import NEEDS_LFW  # noqa: E402
+from tests.training.conftest import NEEDS_LFW, write_lfw_pairs  # noqa: E402
 from training.backbones import L2Normalize  # noqa: E402
 from training.build import build_models  # noqa: E402
 from training.data import ChipSet  # noqa: E402
@@ -131,10 +131,7 @@ def test_an_installed_model_is_served_end_to_end_and_kept_by_models_build(
 def test_the_export_command_calibrates_the_threshold_through_the_served_pipeline(
     checkpoint: Path, models_dir: Path, tmp_path: Path
 ) -> None:
-    people = [p.name for p in sorted((LFW_DEV / "images").iterdir()) if len(list(p.glob("*.jpg"))) >= 2][:12]
-    lines = [f"{name}\t1\t2" for name in people[1:]] + [f"{a}\t1\t{b}\t1" for a, b in pairwise(people)]
-    pairs = tmp_path / "pairs.txt"
-    pairs.write_text(f"{len(people) - 1}\n" + "\n".join(lines) + "\n")  # LFW: N same, then N different
+    pairs = write_lfw_pairs(tmp_path / "pairs.txt", people=11)
     out = tmp_path / "models"
     command = [sys.executable, "-m", "faceverify.cli", "train", "export", str(checkpoint), "--out", str(out)]
     command += ["--models", str(models_dir), "--calibrate-pairs", str(pairs)]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +13,8 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="the training tests need the `train` extra (torch)")
 
-from tests.training.conftest import NEEDS_LFW  # noqa: E402
+from tests.assets import LFW_DEV, REPO  # noqa: E402
+from tests.training.conftest import NEEDS_LFW, write_lfw_pairs  # noqa: E402
 from training.backbones import L2Normalize  # noqa: E402
 from training.data import ChipSet, PKSampler  # noqa: E402
 from training.fit import LOG_FILE, Trainer  # noqa: E402
@@ -101,3 +104,46 @@ def test_embeddings_that_collapse_to_one_point_stop_the_run_after_the_warm_up(
     with pytest.raises(EmbeddingCollapse, match="collapsed") as caught:
         trainer.fit(progress=False)
     assert "step 2" in str(caught.value) and "learning rate" in str(caught.value)
+
+
+def test_the_fit_command_evaluates_held_out_pairs_cutting_their_chips_on_first_use(
+    prepared: Path, models_dir: Path, tmp_path: Path
+) -> None:
+    pairs = write_lfw_pairs(tmp_path / "pairs.txt", people=10)
+    out = tmp_path / "run"
+    command = [
+        sys.executable,
+        "-m",
+        "faceverify.cli",
+        "train",
+        "fit",
+        "--data",
+        str(prepared),
+        "--out",
+        str(out),
+    ]
+    command += [
+        "--eval-pairs",
+        str(pairs),
+        "--eval-images",
+        str(LFW_DEV / "images"),
+        "--models",
+        str(models_dir),
+    ]
+    command += [
+        "--epochs",
+        "1",
+        "--people-per-batch",
+        "4",
+        "--images-per-person",
+        "3",
+        "--extra-negatives",
+        "2",
+    ]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "held-out evaluation after every epoch" in done.stderr and "(20 pairs)" in done.stderr
+    assert (out / "held-out" / "chips_64.npy").is_file() and (out / "roc.png").is_file()
+    with (out / LOG_FILE).open() as f:
+        (row,) = list(csv.DictReader(f))
+    assert 0.0 <= float(row["auc"]) <= 1.0 and float(row["accuracy_10fold"]) > 0.0
