@@ -19,7 +19,6 @@ from app.face.errors import ModelError
 from app.face.manifest import (
     MANIFEST_SCHEMA,
     Artifact,
-    InputContract,
     Manifest,
     Source,
     TensorSpec,
@@ -29,7 +28,7 @@ from app.face.manifest import (
     write_manifest,
 )
 from training.calibrate import provisional_threshold, recorded_threshold
-from training.export import check_parity, embedder_artifact, export_onnx
+from training.export import check_parity, embedder_artifact, export_onnx, rgb_input
 from training.weights.dlib_dat import read_dlib_dnn
 from training.weights.dlib_resnet import DLIB_CHIP_SIZE, EMBEDDING_SIZE, DlibResNet, load_dlib_weights
 from training.weights.mtcnn import FACENET_PACKAGE, facenet_weights_dir, load_mtcnn_net
@@ -189,15 +188,7 @@ def _build_mtcnn(stage: str, tmp: Path, sources: dict[str, Source]) -> Artifact:
         file=path.name,
         sha256=sha256_file(path),
         bytes=path.stat().st_size,
-        input_contract=InputContract(
-            layout="NHWC",
-            channels="RGB",
-            dtype="float32",
-            pixel_range=(0.0, 255.0),
-            size=plan.size,
-            alignment_template=None,
-            normalisation="(x - 127.5) / 128, inside the graph",
-        ),
+        input_contract=rgb_input("float32", plan.size, "(x - 127.5) / 128, inside the graph"),
         inputs=plan.inputs,
         outputs=plan.outputs,
         source=sources[stage],

@@ -8,7 +8,7 @@ import logging
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import onnx
@@ -111,6 +111,26 @@ def check_parity(module: nn.Module, path: Path, inputs: Sequence[torch.Tensor], 
     return worst
 
 
+def rgb_input(
+    dtype: Literal["uint8", "float32"],
+    size: tuple[int, int] | None,
+    normalisation: str,
+    template: str | None = None,
+    points: tuple[tuple[float, float], ...] | None = None,
+) -> InputContract:
+    """The contract of every model here: RGB pixels 0-255 in NHWC, normalised inside the graph."""
+    return InputContract(
+        layout="NHWC",
+        channels="RGB",
+        dtype=dtype,
+        pixel_range=(0.0, 255.0),
+        size=size,
+        alignment_template=template,
+        alignment_points=points,
+        normalisation=normalisation,
+    )
+
+
 def embedder_artifact(
     path: Path,
     *,
@@ -131,16 +151,7 @@ def embedder_artifact(
         file=path.name,
         sha256=sha256_file(path),
         bytes=path.stat().st_size,
-        input_contract=InputContract(
-            layout="NHWC",
-            channels="RGB",
-            dtype="uint8",
-            pixel_range=(0.0, 255.0),
-            size=(side, side),
-            alignment_template=template,
-            alignment_points=points,
-            normalisation=normalisation,
-        ),
+        input_contract=rgb_input("uint8", (side, side), normalisation, template, points),
         inputs=(TensorSpec(name="chips", dtype="uint8", shape=(None, side, side, 3)),),
         outputs=(TensorSpec(name="embeddings", dtype="float32", shape=(None, embedding_size)),),
         embedding_size=embedding_size,
