@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.decision.points import DEFAULT_IDENTIFY_FPIR, DEFAULT_VERIFY_FAR
 from app.face.detector import DetectorSettings
 from app.face.image import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DecodeLimits
 from app.face.pipeline import PipelineSettings
@@ -31,6 +33,12 @@ class Settings(BaseSettings):
     max_pending_requests: int = 64
     max_batch: int = 16
     max_batch_wait_ms: float = 0.0
+
+    # Operating points: the false-accept rate /verify holds, the FPIR /identify holds whatever the
+    # collection's size, and whether /identify normalises scores against the model's cohort.
+    verify_far: Annotated[float, Field(gt=0.0, lt=1.0)] = DEFAULT_VERIFY_FAR
+    identify_fpir: Annotated[float, Field(gt=0.0, lt=1.0)] = DEFAULT_IDENTIFY_FPIR
+    score_normalisation: bool = True
 
     max_image_bytes: int = DEFAULT_MAX_BYTES
     max_pixels: int = DEFAULT_MAX_PIXELS

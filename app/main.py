@@ -15,6 +15,8 @@ from app.api.inference import InferenceGate
 from app.api.metrics import Metrics, install_metrics
 from app.api.routes import collections, detect, enroll, health, identify, subjects, verify
 from app.config import Settings
+from app.decision.cohort import Cohort
+from app.decision.points import Decisions
 from app.face.batcher import EmbedBatcher
 from app.face.pipeline import FacePipeline
 from app.face.runtime import available_providers, configure_threads
@@ -35,9 +37,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.models_dir, settings.pipeline_settings(), settings.detector_settings()
         )
         embedder = pipeline.embedder
+        # Refuses another model's cohort (CohortMismatch).
+        cohort = Cohort.load(settings.models_dir, embedder.artifact)
+        decisions = Decisions(embedder.artifact, cohort, settings.verify_far, settings.identify_fpir)
         # Refuses to open a gallery whose faces another model embedded (GalleryModelMismatch).
         gallery = Gallery(
-            settings.data_dir, embedder.model_id, embedder.embedding_size, settings.index_settings()
+            settings.data_dir,
+            embedder.model_id,
+            embedder.embedding_size,
+            settings.index_settings(),
+            cohort=cohort,
         )
         gate = InferenceGate(settings.inference_workers, settings.max_pending_requests)
         keys = KeyRing(settings.api_keys)
@@ -53,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.pipeline = pipeline
         app.state.gallery = gallery
+        app.state.decisions = decisions
         app.state.gate = gate
         app.state.keys = keys
         app.state.index_device = "gpu" if settings.index_use_gpu and gpu_count() else "cpu"
@@ -63,6 +73,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ):
             log.warning("onnxruntime offers CUDA but the embedder runs on the CPU: is a GPU visible here?")
         log.info("gallery in %s, faiss index search on the %s", settings.data_dir, app.state.index_device)
+        default = decisions.verify()
+        log.info(
+            "verify at FAR %g (%s threshold %.4f); identify holds FPIR %g on %s scores",
+            settings.verify_far, default.score, default.threshold, settings.identify_fpir,
+            decisions.score_for(None, settings.score_normalisation),
+        )  # fmt: skip
+        calibration = embedder.artifact.calibration
+        if calibration is None:
+            log.warning("%s has no score calibration: decisions use its uncalibrated threshold",
+                        embedder.model_id)  # fmt: skip
+        elif calibration.flip_average != settings.flip_average:
+            log.warning("the calibration was measured with flip averaging %s: FV_FLIP_AVERAGE differs",
+                        "on" if calibration.flip_average else "off")  # fmt: skip
         if keys.open:
             log.warning("no API keys configured (FV_API_KEYS): the service is open to anyone who reaches it")
         try:

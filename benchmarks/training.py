@@ -23,7 +23,7 @@ from app.face.pipeline import FacePipeline
 from benchmarks.results_file import write_results
 from tests.assets import LFW_DEV, REPO
 from training.backbones import L2Normalize, build_backbone
-from training.calibrate import fit_threshold, install_threshold
+from training.calibrate import calibrate_folder, install_calibration
 from training.data import ChipSet
 from training.evaluate import evaluate_pairs
 from training.export_checkpoint import ExportRefused, export_checkpoint, export_model, load_trained
@@ -67,13 +67,12 @@ def served_figures(models: Path, pairs_file: str) -> dict[str, Any]:
 
 
 def calibrate(models: Path) -> dict[str, Any]:
-    """Fit the exported model's threshold on DevTrain through the pipeline, as for the stock model."""
-    pairs_file = LFW_DEV / "pairsDevTrain.txt"
+    """Calibrate the exported model on every pair of DevTrain's people, as for the stock model."""
     pipeline = FacePipeline.from_models(models)
-    pairs = read_pairs(pairs_file, LFW_DEV / "images")
-    threshold, _ = fit_threshold(pipeline, pairs, pairs_file, progress=False)
-    install_threshold(models, threshold, record=None)
-    return threshold.model_dump(mode="json")
+    calibration = calibrate_folder(
+        pipeline, models, LFW_DEV / "images", LFW_DEV / "pairsDevTrain.txt", progress=False
+    )
+    return install_calibration(models, calibration).model_dump(mode="json")
 
 
 def train(config: FitConfig, size: int, name: str, fresh: bool) -> tuple[Trainer, dict[str, float], float]:

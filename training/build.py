@@ -7,6 +7,7 @@ import importlib.metadata
 import importlib.util
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,7 +28,8 @@ from app.face.manifest import (
     verified_path,
     write_manifest,
 )
-from training.calibrate import provisional_threshold, recorded_threshold
+from training.calibrate import provisional_threshold, recorded_calibration
+from training.cohort import COHORTS_DIR, cohort_files, recorded_cohort
 from training.export import check_parity, embedder_artifact, export_onnx, rgb_input
 from training.weights.dlib_dat import read_dlib_dnn
 from training.weights.dlib_resnet import DLIB_CHIP_SIZE, EMBEDDING_SIZE, DlibResNet, load_dlib_weights
@@ -104,7 +106,8 @@ def recipe_digest(sources: dict[str, Source]) -> str:
     """sha256 over the build code and the source weights: equal digests build equal models."""
     digest = hashlib.sha256()
     here = Path(__file__).parent
-    for name in _RECIPE_FILES:
+    cohorts = sorted(str(p.relative_to(here)) for p in COHORTS_DIR.glob("*")) if COHORTS_DIR.is_dir() else []
+    for name in (*_RECIPE_FILES, *cohorts):
         path = here / name
         digest.update(name.encode() + b"\0" + (path.read_bytes() if path.is_file() else b"absent"))
     for role in sorted(sources):
@@ -120,6 +123,8 @@ def _is_current(out_dir: Path, recipe: str) -> Manifest | None:
             return None
         for artifact in manifest.artifacts.values():
             verified_path(out_dir, artifact)
+            if artifact.cohort is not None and not (out_dir / artifact.cohort.file).is_file():
+                return None
     except ModelError:
         return None
     return manifest
@@ -216,8 +221,9 @@ def _build_embedder(tmp: Path, sources: dict[str, Source]) -> Artifact:
     if template["chip_size"] != side or len(template["points"]) != 5:
         raise ModelError(f"{TEMPLATE_FILE} is not a five-point template for {side} px chips")
     model_id = f"dlib-resnet-v1-{sources['embedder'].sha256[:8]}"
-    threshold = recorded_threshold(model_id, template["template_id"]) or provisional_threshold()
-    return embedder_artifact(
+    recorded = recorded_calibration(model_id, template["template_id"])
+    cohort = recorded_cohort(model_id)
+    artifact = embedder_artifact(
         path,
         model_id=model_id,
         side=side,
@@ -225,8 +231,16 @@ def _build_embedder(tmp: Path, sources: dict[str, Source]) -> Artifact:
         points=tuple((float(x), float(y)) for x, y in template["points"]),
         normalisation="(x - mean_rgb(122.782, 117.001, 104.298)) / 256, inside the graph",
         embedding_size=EMBEDDING_SIZE,
-        threshold=threshold,
+        threshold=recorded.threshold if recorded else provisional_threshold(),
         source=sources["embedder"],
+    )
+    for path in cohort[1] if cohort else ():
+        shutil.copyfile(path, tmp / path.name)
+    return artifact.model_copy(
+        update={
+            "calibration": recorded.calibration if recorded else None,
+            "cohort": cohort[0] if cohort else None,
+        }
     )
 
 
@@ -272,6 +286,9 @@ def build_models(out_dir: Path, force: bool = False, log: Callable[[str], None] 
     # its checksums (stale, rebuilt next time), never one that vouches for half-written files.
     for artifact in artifacts.values():
         os.replace(tmp / artifact.file, out_dir / artifact.file)
+    if artifacts["embedder"].cohort is not None:
+        for name in cohort_files(artifacts["embedder"].id):
+            os.replace(tmp / name, out_dir / name)
     tmp.rmdir()
     write_manifest(out_dir, manifest)
     seconds = time.perf_counter() - started

@@ -25,16 +25,50 @@ def add_commands(
     lfw.add_argument("--json", type=Path, help="write the figures (and failures) to this JSON file")
     lfw.add_argument("--plot", type=Path, help="draw the ROC curve into this PNG file")
     lfw.set_defaults(handler=_eval_lfw)
+    openset = eval_sub.add_parser(
+        "openset", help="open-set identification: FNIR at FPIR for several gallery sizes, raw and normalised"
+    )
+    _labelled_arguments(openset, default_people="DevTest")
+    openset.add_argument(
+        "--sizes", default="100,all", help="gallery sizes in people, comma-separated (default 100,all)"
+    )
+    openset.add_argument("--repeats", type=int, default=20, help="random galleries per smaller size")
+    openset.add_argument("--json", type=Path, help="write the figures to this JSON file")
+    openset.add_argument("--plot", type=Path, help="draw the DET curves into this PNG file")
+    openset.set_defaults(handler=_eval_openset)
 
-    calibrate = subparsers.add_parser("calibrate", help="fit the verification threshold and ship it")
-    _pairs_arguments(calibrate)
+    calibrate = subparsers.add_parser(
+        "calibrate", help="score distributions over every pair of a labelled folder: FAR <-> threshold"
+    )
+    _labelled_arguments(calibrate)
     calibrate.add_argument(
-        "--far", type=float, help="pick the lowest threshold with at most this FAR instead"
+        "--far", type=float, action="append", help="also report the threshold for this FAR (repeatable)"
+    )
+    calibrate.add_argument("--json", type=Path, help="write the calibration to this JSON file")
+    calibrate.add_argument(
+        "--install", action="store_true", help="write it into the models' manifest (the service reads it)"
     )
     calibrate.add_argument(
-        "--no-record", action="store_true", help="update the manifest only, not training/calibration.json"
+        "--record",
+        action="store_true",
+        help="with --install: also into training/calibration.json, which builds of the stock model ship",
     )
     calibrate.set_defaults(handler=_calibrate)
+
+    cohort = subparsers.add_parser("cohort", help="the faces scores are normalised against")
+    cohort_sub = cohort.add_subparsers(dest="cohort_command", required=True)
+    cohort_build = cohort_sub.add_parser(
+        "build", help="embed a labelled folder of people not expected in galleries as the model's cohort"
+    )
+    _labelled_arguments(cohort_build)
+    cohort_build.add_argument(
+        "--per-person", type=int, help="at most this many photos of each person (default: all)"
+    )
+    cohort_build.add_argument("--top-k", type=int, default=50, help="cohort scores per face (default 50)")
+    cohort_build.add_argument(
+        "--record", action="store_true", help="also into training/cohorts/, which builds of the model ship"
+    )
+    cohort_build.set_defaults(handler=_cohort_build)
 
     train = subparsers.add_parser("train", help="prepare data for, and train, face embedders")
     train_sub = train.add_subparsers(dest="train_command", required=True)
@@ -85,11 +119,12 @@ def add_commands(
     where.add_argument(
         "--install", action="store_true", help="install into --models: the service loads it at its next start"
     )
-    export.add_argument("--calibrate-pairs", type=Path, help="fit the threshold on these pairs (LFW format)")
+    export.add_argument(
+        "--calibrate-pairs", type=Path, help="calibrate on every pair of the people this pairs file names"
+    )
     export.add_argument(
         "--calibrate-images", type=Path, help="images folder of the pairs (default: beside them)"
     )
-    export.add_argument("--far", type=float, help="calibrate to at most this FAR instead of best accuracy")
     export.set_defaults(handler=_train_export)
 
 
@@ -160,9 +195,8 @@ def _train_fit(args: argparse.Namespace) -> int:
 
 def _train_export(args: argparse.Namespace) -> int:
     from app.face.pipeline import FacePipeline
-    from training.calibrate import fit_threshold, install_threshold
+    from training.calibrate import calibrate_folder, install_calibration
     from training.export_checkpoint import ExportRefused, export_checkpoint
-    from training.lfw import read_pairs
 
     out = args.models if args.install else args.out or args.checkpoint.parent / "model"
     try:
@@ -173,9 +207,8 @@ def _train_export(args: argparse.Namespace) -> int:
     threshold = result.artifact.threshold
     if args.calibrate_pairs:
         images = args.calibrate_images or args.calibrate_pairs.parent / "images"
-        pairs = read_pairs(args.calibrate_pairs, images)
-        threshold, _ = fit_threshold(FacePipeline.from_models(out), pairs, args.calibrate_pairs, args.far)
-        install_threshold(out, threshold, record=None)
+        calibration = calibrate_folder(FacePipeline.from_models(out), out, images, args.calibrate_pairs)
+        threshold = install_calibration(out, calibration)
     assert threshold is not None
     print(
         f"{result.artifact.id} -> {out / result.artifact.file}\n"
@@ -186,6 +219,74 @@ def _train_export(args: argparse.Namespace) -> int:
             else f"serve it with FV_MODELS_DIR={out}"
         )
     )
+    return 0
+
+
+def _labelled_arguments(parser: argparse.ArgumentParser, default_people: str = "DevTrain") -> None:
+    parser.add_argument(
+        "--images",
+        type=Path,
+        help=f"one folder of photos per person (default: lfw-dev, its {default_people} people)",
+    )
+    parser.set_defaults(default_people=default_people)
+    parser.add_argument("--people-of", type=Path, help="only the people named in this pairs file")
+    parser.add_argument(
+        "--models", type=Path, default=Path("models"), help="models folder (default: ./models)"
+    )
+    parser.add_argument("--no-flip", action="store_true", help="embed without flip averaging")
+
+
+def _labelled_folder(args: argparse.Namespace) -> tuple[Path, Path | None]:
+    """The photos a command learns from: --images, or by default lfw-dev's DevTrain people."""
+    from training.lfw import default_lfw_dir
+
+    if args.images is not None:
+        return args.images, args.people_of
+    lfw = default_lfw_dir()
+    if not (lfw / "images").is_dir():
+        raise SystemExit(f"no --images given and LFW's development view is not at {lfw} (set FV_LFW_DIR)")
+    return lfw / "images", args.people_of or lfw / f"pairs{args.default_people}.txt"
+
+
+def _decisions(models: Path):  # type: ignore[no-untyped-def]
+    from app.config import Settings
+    from app.decision.cohort import Cohort
+    from app.decision.points import Decisions
+    from app.face.manifest import load_manifest
+
+    artifact = load_manifest(models).artifact("embedder")
+    settings = Settings()
+    return Decisions(artifact, Cohort.load(models, artifact), settings.verify_far, settings.identify_fpir)
+
+
+def _eval_openset(args: argparse.Namespace) -> int:
+    from training.labelled import embed_labelled
+    from training.openset import evaluate_openset, plot_det
+
+    sizes = [None if s.strip() == "all" else int(s) for s in args.sizes.split(",")]
+    decisions = _decisions(args.models)
+    images, people_of = _labelled_folder(args)
+    faces = embed_labelled(_pipeline(args), images, people_of)
+    figures = evaluate_openset(faces, decisions, sizes, args.repeats)
+    curves = figures.pop("_curves")
+    print(
+        f"{figures['gallery_people']} gallery people, {figures['mated_probes']} mated and "
+        f"{figures['non_mated_probes']} non-mated probes ({faces.skipped} photos without a face skipped)"
+    )
+    for label, by_score in figures["sizes"].items():
+        for score, row in by_score.items():
+            fnir = row["fnir_at_fpir"]
+            default = row["default_decision"]
+            print(
+                f"{label:>5} people {score:6}  FNIR at FPIR 10% {fnir['0.1']:.3f}  1% {fnir['0.01']:.3f}  "
+                f"0.1% {fnir['0.001']:.3f}  | default (FPIR {figures['fpir_identify_default']:g}): "
+                f"measured FPIR {default['fpir']:.4f}, FNIR {default['fnir']:.3f}"
+            )
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    if args.plot:
+        plot_det(curves, args.plot, f"open set: {figures['gallery_people']} gallery people")
     return 0
 
 
@@ -227,7 +328,7 @@ def _eval_lfw(args: argparse.Namespace) -> int:
         f"10-fold accuracy   {figures['accuracy_10fold']:.4f} +- {figures['accuracy_10fold_std']:.4f}\n"
         f"shipped threshold  {figures['threshold']:.4f} -> accuracy {figures['accuracy_at_threshold']:.4f}, "
         f"FAR {figures['far_at_threshold']:.4f}\n"
-        f"VAL @ FAR=1e-3     {figures['val_at_far_1e-3']:.4f}\n"
+        f"VAL @ FAR=1e-3     {_val(figures)}\n"
         f"AUC                {figures['auc']:.5f}\n"
         f"ms per image       {figures['ms_per_image']:.2f} (decode to embedding, flip averaging "
         f"{'on' if figures['flip_average'] else 'off'})\n"
@@ -241,15 +342,69 @@ def _eval_lfw(args: argparse.Namespace) -> int:
     return 0
 
 
+def _val(figures: dict[str, object]) -> str:
+    value = figures["val_at_far_1e-3"]
+    return f"{value:.4f}" if isinstance(value, float) else f"n/a ({figures['val_note']})"
+
+
 def _calibrate(args: argparse.Namespace) -> int:
-    from training.calibrate import CALIBRATION_FILE, fit_threshold, install_threshold
-    from training.lfw import read_pairs
+    from training.calibrate import CALIBRATION_FILE, calibrate_folder, install_calibration
+    from training.calibration_report import operating_point_lines, report_lines
 
     pipeline = _pipeline(args)
-    threshold, _ = fit_threshold(pipeline, read_pairs(args.pairs, args.images), args.pairs, args.far)
-    # The committed record is what fresh builds ship: only the stock embedder's threshold belongs there.
-    stock = pipeline.embedder.artifact.source.package != "faceverify"
-    install_threshold(args.models, threshold, CALIBRATION_FILE if stock and not args.no_record else None)
-    squared = threshold.squared_distance
-    print(f"threshold {threshold.similarity:.4f} (squared distance {squared:.4f}): {threshold.note}")
+    images, people_of = _labelled_folder(args)
+    calibration = calibrate_folder(pipeline, args.models, images, people_of)
+    print("\n".join(report_lines(calibration)))
+    refused = False
+    for far in args.far or ():
+        if far < calibration.min_far:
+            print(
+                f"FAR {far:g} refused: below the smallest FAR these pairs support "
+                f"({calibration.min_far:.1e}); calibrate on more people",
+                file=sys.stderr,
+            )
+            refused = True
+            continue
+        print(f"FAR <= {far:g}:")
+        print("\n".join(operating_point_lines(calibration, far)))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(calibration.model_dump_json(indent=1) + "\n")
+    if args.record and not args.install:
+        print("--record needs --install", file=sys.stderr)
+        return 2
+    if args.install:
+        # The committed record is what fresh builds ship: only the stock embedder's belongs there.
+        stock = pipeline.embedder.artifact.source.package != "faceverify"
+        if args.record and not stock:
+            print("--record is for the stock embedder; this one was trained here", file=sys.stderr)
+            return 2
+        threshold = install_calibration(args.models, calibration, CALIBRATION_FILE if args.record else None)
+        print(f"installed into {args.models}/manifest.json (named threshold {threshold.similarity:.5f})")
+        if args.record:
+            print(f"recorded in {CALIBRATION_FILE}")
+    else:
+        print("nothing written: --install puts it into the manifest")
+    return 2 if refused else 0
+
+
+def _cohort_build(args: argparse.Namespace) -> int:
+    from training.cohort import record_cohort, select, write_cohort
+    from training.labelled import embed_labelled
+
+    pipeline = _pipeline(args)
+    images, people_of = _labelled_folder(args)
+    faces = embed_labelled(pipeline, images, people_of)
+    faces = faces.subset(select(faces, args.per_person), faces.source)
+    built = write_cohort(args.models, pipeline.embedder.artifact, faces, args.top_k)
+    entry = built.entry
+    print(
+        f"cohort of {entry.faces} faces of {entry.people} people (top {entry.top_k}) for {entry.model_id} -> "
+        f"{built.path}\nthe calibration's normalised scores belong to the previous cohort: run "
+        "`faceverify calibrate --install` next"
+    )
+    if args.record:
+        from app.face.manifest import load_manifest
+
+        print(f"recorded in {record_cohort(args.models, load_manifest(args.models).artifact('embedder'))}")
     return 0

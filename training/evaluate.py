@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from app.decision.curves import MIN_PAIRS_ABOVE
 from app.face.detector import Detection
 from app.face.errors import ImageError
 from app.face.pipeline import FacePipeline
@@ -139,6 +140,8 @@ def auc(sims: np.ndarray, labels: np.ndarray) -> float:
 
 def tenfold_accuracy(sims: np.ndarray, labels: np.ndarray, folds: np.ndarray) -> tuple[float, float]:
     """LFW's protocol: the threshold is fit on nine folds and scored on the tenth; mean and std."""
+    if len(np.unique(folds)) < 2:
+        raise ValueError("the 10-fold protocol needs pairs in at least two folds")
     scores = []
     for fold in np.unique(folds):
         train, test = folds != fold, folds == fold
@@ -188,6 +191,9 @@ def evaluate_pairs(
     sims, labels = pair_similarities(usable, embedded.vectors)
     folds = np.array([pair.fold for pair in usable])
     mean, std = tenfold_accuracy(sims, labels, folds)
+    different = int((~labels).sum())
+    # A FAR is only measured where enough different-person pairs lie above its threshold.
+    val_supported = different * FAR_TARGET >= MIN_PAIRS_ABOVE
     val_threshold = threshold_for_far(sims, labels, FAR_TARGET)
     failures = [
         {
@@ -208,8 +214,13 @@ def evaluate_pairs(
         "threshold": threshold,
         "accuracy_at_threshold": accuracy_at(sims, labels, threshold),
         "far_at_threshold": far_at(sims, labels, threshold),
-        "val_at_far_1e-3": float(np.mean(sims[labels] >= val_threshold)),
-        "val_threshold": val_threshold,
+        "val_at_far_1e-3": float(np.mean(sims[labels] >= val_threshold)) if val_supported else None,
+        "val_threshold": val_threshold if val_supported else None,
+        "val_note": None
+        if val_supported
+        else f"not measured: {different} different-person pairs, and FAR {FAR_TARGET:g} needs at least "
+        f"{int(MIN_PAIRS_ABOVE / FAR_TARGET):,} (10 above the threshold); `faceverify calibrate` scores "
+        "every pair of a labelled folder",
         "auc": auc(sims, labels),
         "no_face_images": len(embedded.no_face),
         "no_face_paths": [str(p) for p in embedded.no_face],

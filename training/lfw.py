@@ -9,9 +9,14 @@ from pathlib import Path
 DEFAULT_FOLDS = 10
 
 
+def default_lfw_dir() -> Path:
+    """Where LFW's development view is looked for: FV_LFW_DIR, else ../shared/data/lfw-dev."""
+    return Path(os.environ.get("FV_LFW_DIR", "../shared/data/lfw-dev"))
+
+
 def default_devtest() -> Path:
-    """LFW's DevTest pairs where the development view is found (FV_LFW_DIR, else ../shared/data/lfw-dev)."""
-    return Path(os.environ.get("FV_LFW_DIR", "../shared/data/lfw-dev")) / "pairsDevTest.txt"
+    """LFW's DevTest pairs where the development view is found."""
+    return default_lfw_dir() / "pairsDevTest.txt"
 
 
 class PairsFormatError(ValueError):
@@ -43,7 +48,8 @@ def _parse_line(images: Path, fields: list[str], line_no: int) -> tuple[Path, Pa
 
 def read_pairs(pairs_file: Path, images: Path) -> list[Pair]:
     """Every pair with its fold. A `folds n` header gives folds of n same + n different pairs; a single
-    count n (the development views) gives n same then n different pairs, cut into ten folds."""
+    count n (the development views), or one fold (`1 n`), gives n same then n different pairs, cut into
+    ten folds so that the 10-fold protocol still has nine folds to fit on."""
     lines = [line.split() for line in pairs_file.read_text().splitlines() if line.strip()]
     if not lines:
         raise PairsFormatError(f"{pairs_file} is empty")
@@ -62,7 +68,7 @@ def read_pairs(pairs_file: Path, images: Path) -> list[Pair]:
     pairs = []
     for index, fields in enumerate(body):
         left, right, same = _parse_line(images, fields, index + 2)
-        if len(header) == 2:
+        if folds > 1:
             fold = index // (2 * per_fold)
         else:
             # Same pairs come first, then different ones: spread each run evenly over the folds.

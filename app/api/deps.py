@@ -9,6 +9,7 @@ from fastapi import Depends, Header, Query, Request, UploadFile
 from app.api.auth import KeyRing
 from app.api.inference import InferenceGate
 from app.config import Settings
+from app.decision.points import Decisions
 from app.face.errors import BadImage, ImageTooLarge
 from app.face.pipeline import FacePipeline
 from app.gallery.gallery import Gallery
@@ -36,11 +37,16 @@ async def _keys(request: Request) -> KeyRing:
     return request.app.state.keys  # type: ignore[no-any-return]
 
 
+async def _decisions(request: Request) -> Decisions:
+    return request.app.state.decisions  # type: ignore[no-any-return]
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
 PipelineDep = Annotated[FacePipeline, Depends(_pipeline)]
 GalleryDep = Annotated[Gallery, Depends(_gallery)]
 GateDep = Annotated[InferenceGate, Depends(_gate)]
 KeysDep = Annotated[KeyRing, Depends(_keys)]
+DecisionsDep = Annotated[Decisions, Depends(_decisions)]
 ApiKey = Annotated[str | None, Header(alias="X-API-Key", description="API key, when the service has keys")]
 
 

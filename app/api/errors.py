@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.decision import errors as decision
 from app.face import errors as face
 from app.gallery import errors as gallery
 
@@ -59,6 +60,7 @@ _STATUS: list[tuple[type[Exception], int]] = [
     (gallery.CollectionExists, 409),
     (gallery.GalleryModelMismatch, 409),
     (gallery.InvalidEmbedding, 422),
+    (decision.OperatingPointUnsupported, 422),
 ]
 
 
@@ -81,7 +83,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(face.FaceError)
     @app.exception_handler(gallery.GalleryError)
-    async def domain_error(_: Request, exc: face.FaceError | gallery.GalleryError) -> JSONResponse:
+    @app.exception_handler(decision.DecisionError)
+    async def domain_error(
+        _: Request, exc: face.FaceError | gallery.GalleryError | decision.DecisionError
+    ) -> JSONResponse:
         return JSONResponse(error_body(exc.code, str(exc)), status_of(exc))
 
     @app.exception_handler(RequestValidationError)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from app.decision.points import OperatingPoint
 from app.face.detector import Detection
 
 
@@ -28,16 +30,45 @@ class ImageFaces(BaseModel):
     faces_found: int
 
 
+class OperatingPointOut(BaseModel):
+    """The threshold a decision used and what it promises, from the model's calibration."""
+
+    score: Literal["cosine", "snorm"] = Field(
+        description="what the threshold applies to: cosine similarity, or its cohort-normalised S-norm"
+    )
+    threshold: float = Field(description="match when score >= threshold")
+    rule: str = Field(
+        description="how the threshold was chosen: far, fpir, threshold (given), max_accuracy or uncalibrated"
+    )
+    far: float | None = Field(description="false-accept rate of one comparison at this threshold")
+    tar: float | None = Field(description="share of same-person pairs at or above it (calibration data)")
+    comparisons: int = Field(description="stored faces the probe was compared with")
+    false_accept_rate: float | None = Field(
+        description="chance that someone else passes any of the comparisons: the decision's FAR for "
+        "/verify, its expected FPIR for /identify"
+    )
+    extrapolated: bool = Field(
+        description="true where the FAR lies below what the calibration measured (its tail, extrapolated)"
+    )
+    calibrated_on: str | None = Field(description="the photos and pairs the calibration was measured on")
+
+    @classmethod
+    def of(cls, point: OperatingPoint) -> OperatingPointOut:
+        return cls(**dataclasses.asdict(point))
+
+
 class VerifyResponse(BaseModel):
-    """Whether two faces are the same person, by the calibrated threshold."""
+    """Whether two faces are the same person, at a calibrated operating point."""
 
     match: bool
     similarity: float = Field(description="cosine similarity of the two unit embeddings, -1 to 1")
     distance: float = Field(description="squared L2 distance between the unit embeddings, 0 to 4")
-    threshold: float = Field(description="match when similarity >= threshold")
+    score: float = Field(description="the value compared with the threshold (similarity, or its S-norm)")
+    threshold: float = Field(description="match when score >= threshold")
     threshold_far: float | None = Field(
-        description="false-accept rate of the threshold where it was calibrated"
+        description="false-accept rate of the decision at this threshold, from the calibration"
     )
+    operating_point: OperatingPointOut
     image_a: ImageFaces
     image_b: ImageFaces | None = None
     subject_id: str | None = None
@@ -62,16 +93,27 @@ class CandidateOut(BaseModel):
 
     subject_id: str
     name: str | None
-    similarity: float
+    similarity: float = Field(description="cosine similarity of the probe and the subject's best face")
+    score: float = Field(description="the value compared with the threshold (similarity, or its S-norm)")
+    match: bool = Field(description="score >= threshold")
     face_id: int
 
 
 class IdentifyResponse(BaseModel):
-    """Ranked candidates for the probe face."""
+    """Ranked candidates for the probe face, decided as an open-set search."""
 
-    match: bool
-    candidates: list[CandidateOut]
-    threshold: float
+    match: bool = Field(description="the best candidate reaches the threshold")
+    candidates: list[CandidateOut] = Field(
+        description="best first: those that match, and with include_misses the nearest that do not"
+    )
+    threshold: float = Field(description="match when score >= threshold")
+    fpir: float | None = Field(
+        description="expected share of people who are not enrolled that this decision names as someone"
+    )
+    margin: float | None = Field(
+        description="score of the best candidate minus that of the second (none with fewer than two)"
+    )
+    operating_point: OperatingPointOut
     image: ImageFaces
     collection: str
     model_id: str
@@ -134,5 +176,8 @@ class Ready(BaseModel):
     execution_providers: list[str]
     index_device: str
     collections: int
-    threshold: float
+    threshold: float = Field(description="the default /verify threshold (cosine)")
     threshold_calibrated: bool
+    verify: OperatingPointOut = Field(description="the default /verify operating point")
+    identify_fpir: float = Field(description="the FPIR /identify holds by default")
+    score_normalisation: bool = Field(description="/identify decides on cohort-normalised scores")

@@ -55,6 +55,43 @@ class Threshold(_Strict):
     note: str
 
 
+class ScoreTable(_Strict):
+    """Measured rates at ascending thresholds of one score, from a calibration's pairs."""
+
+    thresholds: tuple[float, ...]
+    far: tuple[float, ...]  # share of different-person pairs scoring at or above each threshold
+    different_above: tuple[int, ...]  # how many different-person pairs that share rests on
+    tar: tuple[float, ...]  # share of same-person pairs at or above each threshold
+    max_accuracy: float  # the threshold with the best balanced accuracy (TAR + 1 - FAR) / 2
+
+
+class ScoreCalibration(_Strict):
+    """Same- and different-person score distributions over every pair of a labelled set of photos."""
+
+    calibrated_on: str
+    people: int
+    images: int
+    same_pairs: int
+    different_pairs: int
+    min_far: float  # the smallest FAR that at least MIN_PAIRS_ABOVE different-person pairs support
+    flip_average: bool
+    cohort_sha256: str | None  # the cohort the normalised ("snorm") scores were computed against
+    tables: dict[Literal["cosine", "snorm"], ScoreTable]
+    created_at: str
+
+
+class CohortFile(_Strict):
+    """Faces of people not expected in galleries, embedded by one model, for score normalisation."""
+
+    file: str
+    sha256: str
+    model_id: str
+    faces: int
+    people: int
+    top_k: int
+    built_from: str
+
+
 class Source(_Strict):
     """Where the weights came from."""
 
@@ -79,6 +116,8 @@ class Artifact(_Strict):
     embedding_size: int | None = None
     distance: Literal["cosine"] | None = None
     threshold: Threshold | None = None
+    calibration: ScoreCalibration | None = None
+    cohort: CohortFile | None = None
     source: Source
 
 

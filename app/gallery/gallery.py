@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from app.decision.cohort import Cohort, snorm
 from app.gallery.errors import CollectionNotFound, GalleryModelMismatch, InvalidEmbedding
 from app.gallery.index import FaissIndex, IndexSettings, VectorIndex
-from app.gallery.store import Collection, Enrollment, GalleryStore, Subject
+from app.gallery.store import Collection, Enrollment, GalleryStore, NewFace, Subject
 
 log = logging.getLogger("faceverify.gallery")
 
@@ -63,12 +64,27 @@ class ReadWriteLock:
 
 @dataclass(frozen=True)
 class Candidate:
-    """A subject that matches a probe: its best face and that face's similarity."""
+    """A subject that resembles a probe: its best face, that face's cosine similarity and the score
+    decisions are made on (the similarity itself, or its cohort-normalised value)."""
 
     subject_id: str
     name: str | None
     face_id: int
     similarity: float
+    score: float
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """A probe's nearest subjects, best score first, and how many faces the search compared it with."""
+
+    candidates: list[Candidate]
+    faces_searched: int
+
+
+# Normalised scores can reorder the nearest faces: rank at least this many raw neighbours.
+_MIN_DEPTH = 32
+_STATS_CHUNK = 10_000
 
 
 @dataclass(frozen=True)
@@ -95,9 +111,11 @@ class Gallery:
         dimension: int,
         index_settings: IndexSettings | None = None,
         index_factory: Callable[[], VectorIndex] | None = None,
+        cohort: Cohort | None = None,
     ) -> None:
         self.model_id = model_id
         self.dimension = dimension
+        self.cohort = cohort
         self.index_settings = index_settings or IndexSettings()
         self._new_index = index_factory or (lambda: FaissIndex(dimension, self.index_settings))
         self.store = GalleryStore(data_dir)
@@ -126,9 +144,30 @@ class Gallery:
     def _snapshot_path(self, collection: Collection) -> Path:
         return self.snapshots / f"collection-{collection.id}.faiss"
 
+    def _refresh_cohort_stats(self) -> None:
+        """Compute every face's cohort statistics where they are missing or belong to another cohort."""
+        if self.cohort is None:
+            return
+        stale = self.store.setting("cohort_sha256") != self.cohort.sha256
+        if not stale and not self.store.faces_without_cohort_stats():
+            return
+        started, chunks = time.perf_counter(), []
+        for collection in self.store.collections():
+            ids, vectors = self.store.embeddings(collection)
+            for start in range(0, len(ids), _STATS_CHUNK):
+                chunk = slice(start, start + _STATS_CHUNK)
+                chunks.append((ids[chunk], *self.cohort.stats(vectors[chunk])))
+        self.store.set_cohort_stats(self.cohort.sha256, chunks)
+        log.info(
+            "cohort statistics of %d faces computed in %.2f s",
+            sum(len(c[0]) for c in chunks),
+            time.perf_counter() - started,
+        )
+
     def _open(self) -> StartupReport:
         started = time.perf_counter()
         self._check_models()
+        self._refresh_cohort_stats()
         loaded, rebuilt = {}, {}
         for collection in self.store.collections():
             index = self._new_index()
@@ -196,6 +235,7 @@ class Gallery:
         for item in enrollments:
             for face in item.faces:
                 self._valid(face.embedding)
+        enrollments = [self._with_cohort_stats(item) for item in enrollments]
         with self._lock.write():
             try:
                 collection = self.store.collection(collection_name)
@@ -218,6 +258,65 @@ class Gallery:
                 index.add(ids, np.vstack([f.embedding for item in enrollments for f in item.faces]))
             return added
 
+    def _with_cohort_stats(self, item: Enrollment) -> Enrollment:
+        if self.cohort is None or not item.faces:
+            return item
+        means, sds = self.cohort.stats(np.vstack([face.embedding for face in item.faces]))
+        faces = [
+            NewFace(f.embedding, f.box, f.score, f.image_sha256, float(m), float(sd))
+            for f, m, sd in zip(item.faces, means, sds, strict=True)
+        ]
+        return Enrollment(item.external_id, faces, item.name, item.metadata)
+
+    def rank(
+        self,
+        collection_name: str,
+        probes: npt.NDArray[np.float32],
+        top_k: int = 5,
+        normalise: bool = False,
+    ) -> list[Ranking]:
+        """For each probe, its top_k subjects by their best face's score, and the faces searched.
+
+        With normalise, scores are S-norm against the cohort (probe statistics: one matrix product;
+        face statistics: stored at enrollment); otherwise the cosine similarity.
+        """
+        probes = self._valid(probes)
+        if normalise and self.cohort is None:
+            raise ValueError("normalised scores need a cohort")
+        collection = self.store.collection(collection_name)
+        with self._lock.read():
+            index = self._indexes.get(collection.id)
+            searched = len(index) if index is not None else 0
+            if index is None or searched == 0:
+                return [Ranking([], 0) for _ in probes]
+            # Several faces may belong to one subject, and normalising may reorder the nearest:
+            # look deeper than top_k, then merge by subject.
+            depth = max(top_k * 4, top_k + 10, _MIN_DEPTH if normalise else 0)
+            similarities, ids = index.search(probes, depth)
+        owners = self.store.owners(sorted({int(i) for i in ids.ravel() if i >= 0}))
+        if normalise:
+            assert self.cohort is not None
+            probe_mean, probe_sd = self.cohort.stats(probes)
+        results = []
+        for row, (row_sims, row_ids) in enumerate(zip(similarities, ids, strict=True)):
+            found = [(float(sim), int(i), owners[int(i)]) for sim, i in zip(row_sims, row_ids, strict=True)
+                     if int(i) in owners]  # fmt: skip
+            # A face deleted since the search has no owner any more.
+            sims = np.array([sim for sim, _, _ in found], np.float32)
+            if normalise and found:
+                face_mean = np.array([o.cohort_mean for _, _, o in found], np.float32)
+                face_sd = np.array([o.cohort_sd for _, _, o in found], np.float32)
+                scores = snorm(sims, probe_mean[row], probe_sd[row], face_mean, face_sd)
+            else:
+                scores = sims
+            best: dict[str, Candidate] = {}
+            for (sim, face_id, owner), score in zip(found, scores.tolist(), strict=True):
+                if owner.subject_id not in best or score > best[owner.subject_id].score:
+                    best[owner.subject_id] = Candidate(owner.subject_id, owner.name, face_id, sim, score)
+            ranked = sorted(best.values(), key=lambda c: c.score, reverse=True)[:top_k]
+            results.append(Ranking(ranked, searched))
+        return results
+
     def identify(
         self,
         collection_name: str,
@@ -226,27 +325,10 @@ class Gallery:
         threshold: float | None = None,
     ) -> list[list[Candidate]]:
         """For each probe, up to top_k subjects by their best face's similarity (at least threshold)."""
-        probes = self._valid(probes)
-        collection = self.store.collection(collection_name)
-        with self._lock.read():
-            index = self._indexes.get(collection.id)
-            if index is None or len(index) == 0:
-                return [[] for _ in probes]
-            # Several faces may belong to one subject: look deeper than top_k, then merge by subject.
-            scores, ids = index.search(probes, max(top_k * 4, top_k + 10))
-        owners = self.store.owners(sorted({int(i) for i in ids.ravel() if i >= 0}))
-        results = []
-        for row_scores, row_ids in zip(scores, ids, strict=True):
-            best: dict[str, Candidate] = {}
-            for score, face_id in zip(row_scores, row_ids, strict=True):
-                owner = owners.get(int(face_id))
-                if owner is None or (threshold is not None and score < threshold):
-                    continue  # a face deleted since the search, or too far
-                subject_id, name = owner
-                if subject_id not in best or score > best[subject_id].similarity:
-                    best[subject_id] = Candidate(subject_id, name, int(face_id), float(score))
-            results.append(sorted(best.values(), key=lambda c: c.similarity, reverse=True)[:top_k])
-        return results
+        return [
+            [c for c in ranking.candidates if threshold is None or c.score >= threshold]
+            for ranking in self.rank(collection_name, probes, top_k)
+        ]
 
     def delete_subject(self, collection_name: str, subject_id: str) -> int:
         """Delete a subject and its faces from both stores; the number of faces deleted."""

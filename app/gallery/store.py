@@ -15,7 +15,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from app.gallery.errors import CollectionExists, CollectionNotFound, FaceNotFound, SubjectNotFound
+from app.gallery.errors import (
+    CollectionExists,
+    CollectionNotFound,
+    FaceNotFound,
+    GalleryError,
+    SubjectNotFound,
+)
 
 DATABASE_NAME = "gallery.sqlite3"
 
@@ -50,6 +56,17 @@ CREATE TABLE IF NOT EXISTS faces (
 CREATE INDEX IF NOT EXISTS faces_by_collection ON faces (collection_id, id);
 CREATE INDEX IF NOT EXISTS faces_by_subject ON faces (subject_id);
 """
+
+# Schema versions after the first (PRAGMA user_version): each step runs once, in order, in one transaction.
+_MIGRATIONS = (
+    # 1: each face's cohort statistics for score normalisation, and which cohort they belong to.
+    """
+    ALTER TABLE faces ADD COLUMN cohort_mean REAL;
+    ALTER TABLE faces ADD COLUMN cohort_sd REAL;
+    CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
 
 
 def _now() -> str:
@@ -86,6 +103,18 @@ class NewFace:
     box: tuple[float, float, float, float] | None = None
     score: float | None = None
     image_sha256: str | None = None
+    cohort_mean: float | None = None  # top-k cohort statistics, for normalising scores against it
+    cohort_sd: float | None = None
+
+
+@dataclass(frozen=True)
+class FaceOwner:
+    """Who a stored face belongs to, with its cohort statistics."""
+
+    subject_id: str
+    name: str | None
+    cohort_mean: float | None
+    cohort_sd: float | None
 
 
 @dataclass(frozen=True)
@@ -109,6 +138,20 @@ class GalleryStore:
         with self._connection() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring an older file up to SCHEMA_VERSION; refuse a newer one rather than misread it."""
+        with self._write() as db:
+            (version,) = db.execute("PRAGMA user_version").fetchone()
+            if version > SCHEMA_VERSION:
+                raise GalleryError(
+                    f"{self.path} has schema version {version}, newer than this service's {SCHEMA_VERSION}"
+                )
+            for step in range(version, SCHEMA_VERSION):
+                for statement in filter(str.strip, _MIGRATIONS[step].split(";")):
+                    db.execute(statement)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _connection(self) -> sqlite3.Connection:
         """This thread's connection (sqlite3 connections must not be shared between threads)."""
@@ -202,13 +245,14 @@ class GalleryStore:
             rows = [
                 (subject_ids[item.external_id], collection.id, collection.model_id,
                  np.ascontiguousarray(face.embedding, dtype="<f4").tobytes(),
-                 json.dumps(face.box) if face.box is not None else None, face.score, face.image_sha256, now)
+                 json.dumps(face.box) if face.box is not None else None, face.score, face.image_sha256, now,
+                 face.cohort_mean, face.cohort_sd)
                 for item in enrollments
                 for face in item.faces
             ]  # fmt: skip
             db.executemany(
                 "INSERT INTO faces (subject_id, collection_id, model_id, embedding, box, score, image_sha256,"
-                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " created_at, cohort_mean, cohort_sd) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
             (last,) = db.execute("SELECT last_insert_rowid()").fetchone()
@@ -302,17 +346,44 @@ class GalleryStore:
         ]
         return page, int(total)
 
-    def owners(self, face_ids: Sequence[int]) -> dict[int, tuple[str, str | None]]:
-        """face id -> (subject external id, subject name), for the ids that exist."""
+    def owners(self, face_ids: Sequence[int]) -> dict[int, FaceOwner]:
+        """face id -> its subject and cohort statistics, for the ids that exist."""
         if not face_ids:
             return {}
         marks = ",".join("?" * len(face_ids))
         rows = self._connection().execute(
-            f"SELECT f.id, s.external_id, s.name FROM faces f JOIN subjects s ON s.id = f.subject_id"
-            f" WHERE f.id IN ({marks})",
+            f"SELECT f.id, s.external_id, s.name, f.cohort_mean, f.cohort_sd FROM faces f"
+            f" JOIN subjects s ON s.id = f.subject_id WHERE f.id IN ({marks})",
             [int(i) for i in face_ids],
         )
-        return {int(r[0]): (r[1], r[2]) for r in rows}
+        return {int(r[0]): FaceOwner(r[1], r[2], r[3], r[4]) for r in rows}
+
+    def setting(self, key: str) -> str | None:
+        """A value the gallery keeps about itself (such as the cohort its statistics belong to)."""
+        row = self._connection().execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def faces_without_cohort_stats(self) -> int:
+        """How many faces have no cohort statistics yet."""
+        (count,) = self._connection().execute("SELECT COUNT(*) FROM faces WHERE cohort_sd IS NULL").fetchone()
+        return int(count)
+
+    def set_cohort_stats(
+        self, cohort_sha256: str, stats: Sequence[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32],
+                                                        npt.NDArray[np.float32]]],
+    ) -> None:  # fmt: skip
+        """Store every face's cohort statistics (ids, means, SDs per chunk) and the cohort they are for."""
+        with self._write() as db:
+            for ids, means, sds in stats:
+                db.executemany(
+                    "UPDATE faces SET cohort_mean = ?, cohort_sd = ? WHERE id = ?",
+                    zip(means.tolist(), sds.tolist(), ids.tolist(), strict=True),
+                )
+            db.execute(
+                "INSERT INTO settings (key, value) VALUES ('cohort_sha256', ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (cohort_sha256,),
+            )
 
     def embeddings(self, collection: Collection) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
         """Every face id and embedding of a collection, in id order (for rebuilding its index)."""

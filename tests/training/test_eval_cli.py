@@ -14,8 +14,6 @@ from PIL import Image
 
 pytest.importorskip("torch", reason="the `train` extra is needed for the evaluation commands")
 
-from app.face.manifest import load_manifest
-from app.face.pipeline import FacePipeline
 from tests.assets import REPO
 from tests.conftest import photo
 
@@ -80,25 +78,32 @@ def test_eval_lfw_writes_its_figures_and_plot(
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_calibrate_ships_a_threshold_into_the_manifest(
+def test_eval_lfw_takes_a_single_fold_header_and_says_when_val_is_unmeasurable(
     small_lfw: tuple[Path, Path], models_dir: Path, tmp_path: Path
 ) -> None:
     images, pairs = small_lfw
-    models = tmp_path / "models"
-    shutil.copytree(models_dir, models)
+    one_fold = tmp_path / "one-fold.txt"
+    one_fold.write_text("1 4\n" + "".join(pairs.read_text().splitlines(keepends=True)[1:]))
+    out = tmp_path / "eval.json"
     done = _faceverify(
-        "calibrate", "--images", str(images), "--pairs", str(pairs), "--models", str(models), "--no-record"
-    )
+        "eval", "lfw", "--images", str(images), "--pairs", str(one_fold), "--models", str(models_dir),
+        "--json", str(out),
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    threshold = load_manifest(models).artifact("embedder").threshold
-    assert threshold is not None and threshold.calibrated
-    assert threshold.calibrated_on is not None and threshold.calibrated_on.startswith("pairs.txt (8 pairs")
-    assert threshold.far == 0.0 and threshold.accuracy == 1.0
-    assert threshold.squared_distance == pytest.approx(2 - 2 * threshold.similarity, abs=1e-4)
-    assert FacePipeline.from_models(models).embedder.artifact.threshold == threshold
+    figures = json.loads(out.read_text())
+    assert figures["pairs"] == 8 and 0.0 <= figures["accuracy_10fold"] <= 1.0
+    # 4 different-person pairs cannot measure a FAR of 1e-3: no number, and a reason.
+    assert figures["val_at_far_1e-3"] is None and "10,000" in figures["val_note"]
+    assert "VAL @ FAR=1e-3     n/a" in done.stdout
 
 
-def test_the_shipped_threshold_is_calibrated(manifest) -> None:  # type: ignore[no-untyped-def]
-    threshold = manifest.artifact("embedder").threshold
-    assert threshold.calibrated, "run `faceverify calibrate` on DevTrain and commit training/calibration.json"
-    assert threshold.far is not None and threshold.calibrated_on.startswith("pairsDevTrain.txt")
+def test_the_shipped_model_is_calibrated_on_devtrain_people(manifest) -> None:  # type: ignore[no-untyped-def]
+    embedder = manifest.artifact("embedder")
+    calibration, cohort = embedder.calibration, embedder.cohort
+    assert calibration is not None, "run `faceverify calibrate --install --record` on DevTrain's people"
+    assert "pairsDevTrain.txt" in calibration.calibrated_on and calibration.min_far <= 1e-6
+    assert calibration.min_far == pytest.approx(10 / calibration.different_pairs)
+    assert set(calibration.tables) == {"cosine", "snorm"}
+    assert cohort is not None and "pairsDevTrain.txt" in cohort.built_from
+    assert calibration.cohort_sha256 == cohort.sha256 and cohort.model_id == embedder.id
+    assert embedder.threshold.calibrated and embedder.threshold.calibrated_on == calibration.calibrated_on

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
 
-from app.api.deps import GalleryDep, GateDep, PipelineDep
-from app.api.schemas import Health, Ready
+from app.api.deps import DecisionsDep, GalleryDep, GateDep, PipelineDep, SettingsDep
+from app.api.schemas import Health, OperatingPointOut, Ready
 
 router = APIRouter(tags=["service"])
 
@@ -26,16 +26,24 @@ async def metrics(request: Request, gallery: GalleryDep, gate: GateDep) -> str:
 
 
 @router.get("/ready", response_model=Ready)
-async def ready(request: Request, pipeline: PipelineDep, gallery: GalleryDep) -> Ready:
-    """Readiness, with the execution providers and the index device in use."""
-    threshold = pipeline.embedder.artifact.threshold
-    assert threshold is not None
+async def ready(
+    request: Request,
+    pipeline: PipelineDep,
+    gallery: GalleryDep,
+    decisions: DecisionsDep,
+    settings: SettingsDep,
+) -> Ready:
+    """Readiness, with the execution providers, the index device and the operating points in use."""
+    point = decisions.verify()
     return Ready(
         status="ready",
         model_id=pipeline.model_id,
         execution_providers=pipeline.embedder.providers,
         index_device=request.app.state.index_device,
         collections=len(gallery.collections()),
-        threshold=threshold.similarity,
-        threshold_calibrated=threshold.calibrated,
+        threshold=point.threshold,
+        threshold_calibrated=point.rule != "uncalibrated",
+        verify=OperatingPointOut.of(point),
+        identify_fpir=settings.identify_fpir,
+        score_normalisation=decisions.score_for(None, settings.score_normalisation) == "snorm",
     )

@@ -1,4 +1,4 @@
-"""POST /identify: who, of a collection's subjects, is this?"""
+"""POST /identify: who, of a collection's subjects, is this? An open-set decision at a stated FPIR."""
 
 from __future__ import annotations
 
@@ -7,11 +7,20 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile
 
-from app.api.deps import ApiKey, GalleryDep, GateDep, KeysDep, PipelineDep, SettingsDep, read_image
+from app.api.deps import (
+    ApiKey,
+    DecisionsDep,
+    GalleryDep,
+    GateDep,
+    KeysDep,
+    PipelineDep,
+    SettingsDep,
+    read_image,
+)
 from app.api.inference import timed
-from app.api.schemas import CandidateOut, FaceOut, IdentifyResponse, ImageFaces
+from app.api.schemas import CandidateOut, FaceOut, IdentifyResponse, ImageFaces, OperatingPointOut
 from app.face.pipeline import FaceResult
-from app.gallery.gallery import Candidate
+from app.gallery.gallery import Ranking
 
 router = APIRouter(tags=["faces"])
 
@@ -23,32 +32,59 @@ async def identify(
     gate: GateDep,
     keys: KeysDep,
     settings: SettingsDep,
+    decisions: DecisionsDep,
     image: Annotated[UploadFile, File(description="photo of the person to find")],
     api_key: ApiKey = None,
     collection: Annotated[str, Form(min_length=1, max_length=128)] = "default",
     top_k: Annotated[int, Form(ge=1, le=100)] = 5,
-    threshold: Annotated[float | None, Form(ge=-1.0, le=1.0)] = None,
+    fpir: Annotated[
+        float | None,
+        Form(gt=0.0, lt=1.0, description="hold this false-positive identification rate (FV_IDENTIFY_FPIR)"),
+    ] = None,
+    threshold: Annotated[
+        float | None, Form(allow_inf_nan=False, description="decide at this threshold on the score instead")
+    ] = None,
+    include_misses: Annotated[
+        bool, Form(description="also list the nearest candidates below the threshold, with match false")
+    ] = False,
+    normalise: Annotated[
+        bool | None,
+        Form(description="decide on cohort-normalised scores (default: FV_SCORE_NORMALISATION)"),
+    ] = None,
 ) -> IdentifyResponse:
-    """Rank the collection's subjects by their best face's similarity to the photo's largest face."""
+    """Rank the collection's subjects against the photo's largest face; match at the stated FPIR."""
     started = time.perf_counter()
     keys.check(api_key, collection)
-    shipped = pipeline.embedder.artifact.threshold
-    assert shipped is not None
-    cutoff = shipped.similarity if threshold is None else threshold
+    score_kind = decisions.score_for(normalise, default=settings.score_normalisation)
+    decisions.identify(1, fpir, threshold, score_kind)  # 422 before any inference
     payload = await read_image(image, settings)
 
-    def find() -> tuple[FaceResult, list[Candidate], float]:
+    def find() -> tuple[FaceResult, Ranking, float]:
         # One trip to the worker thread: SQLite and the index stay off the event loop.
         gallery.collection(collection)  # 404 before any inference
         (probe,), pipeline_ms = timed(pipeline.largest_faces, [payload])
-        (found,) = gallery.identify(collection, probe.face.embedding[None], top_k=top_k, threshold=cutoff)
-        return probe, found, pipeline_ms
+        # One more than asked: the margin needs the second candidate.
+        (ranking,) = gallery.rank(collection, probe.face.embedding[None], top_k + 1, score_kind == "snorm")
+        return probe, ranking, pipeline_ms
 
-    probe, candidates, pipeline_ms = await gate.run(find)
+    probe, ranking, pipeline_ms = await gate.run(find)
+    point = decisions.identify(ranking.faces_searched, fpir, threshold, score_kind)
+    ranked = ranking.candidates
+    shown = [c for c in ranked[:top_k] if include_misses or c.score >= point.threshold]
+    candidates = [
+        CandidateOut(
+            subject_id=c.subject_id, name=c.name, similarity=c.similarity, score=c.score,
+            match=c.score >= point.threshold, face_id=c.face_id,
+        )
+        for c in shown
+    ]  # fmt: skip
     return IdentifyResponse(
-        match=bool(candidates),
-        candidates=[CandidateOut(**c.__dict__) for c in candidates],
-        threshold=cutoff,
+        match=bool(ranked) and ranked[0].score >= point.threshold,
+        candidates=candidates,
+        threshold=point.threshold,
+        fpir=point.false_accept_rate,
+        margin=ranked[0].score - ranked[1].score if len(ranked) >= 2 else None,
+        operating_point=OperatingPointOut.of(point),
         image=ImageFaces(face=FaceOut.of(probe.face.detection), faces_found=probe.faces_found),
         collection=collection,
         model_id=pipeline.model_id,

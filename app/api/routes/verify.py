@@ -3,19 +3,44 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 import numpy.typing as npt
 from fastapi import APIRouter, File, Form, UploadFile
 
-from app.api.deps import ApiKey, GalleryDep, GateDep, KeysDep, PipelineDep, SettingsDep, read_image
+from app.api.deps import (
+    ApiKey,
+    DecisionsDep,
+    GalleryDep,
+    GateDep,
+    KeysDep,
+    PipelineDep,
+    SettingsDep,
+    read_image,
+)
 from app.api.errors import ApiError
 from app.api.inference import timed
-from app.api.schemas import FaceOut, ImageFaces, VerifyResponse
+from app.api.schemas import FaceOut, ImageFaces, OperatingPointOut, VerifyResponse
+from app.decision.cohort import snorm
+from app.decision.points import Decisions, Score
 from app.face.pipeline import FaceResult
 
 router = APIRouter(tags=["faces"])
+
+
+def _score(
+    decisions: Decisions, score: Score, probe: npt.NDArray[np.float32], stored: npt.NDArray[np.float32]
+) -> tuple[float, float]:
+    """The best cosine similarity of a probe to stored faces, and the score decided on (its S-norm)."""
+    sims = np.clip(stored @ probe, -1.0, 1.0).astype(np.float32)
+    if score == "cosine":
+        return float(sims.max()), float(sims.max())
+    assert decisions.cohort is not None
+    probe_mean, probe_sd = decisions.cohort.stats(probe[None])
+    face_mean, face_sd = decisions.cohort.stats(stored)
+    normalised = snorm(sims, probe_mean, probe_sd, face_mean, face_sd)
+    return float(sims.max()), float(normalised.max())
 
 
 @router.post("/verify", response_model=VerifyResponse)
@@ -25,6 +50,7 @@ async def verify(
     gate: GateDep,
     keys: KeysDep,
     settings: SettingsDep,
+    decisions: DecisionsDep,
     api_key: ApiKey = None,
     image_a: Annotated[UploadFile | None, File(description="first photo")] = None,
     image_b: Annotated[UploadFile | None, File(description="second photo")] = None,
@@ -33,22 +59,36 @@ async def verify(
     ] = None,
     subject_id: Annotated[str | None, Form(max_length=256)] = None,
     collection: Annotated[str, Form(min_length=1, max_length=128)] = "default",
+    far: Annotated[
+        float | None, Form(gt=0.0, lt=1.0, description="decide at this false-accept rate (calibrated)")
+    ] = None,
+    threshold: Annotated[
+        float | None, Form(allow_inf_nan=False, description="decide at this threshold on the score")
+    ] = None,
+    operating_point: Annotated[
+        Literal["default", "max_accuracy"] | None,
+        Form(description="a named point: default (FV_VERIFY_FAR) or max_accuracy (balanced accuracy)"),
+    ] = None,
+    normalise: Annotated[
+        bool, Form(description="decide on cohort-normalised scores (S-norm) instead of cosine")
+    ] = False,
 ) -> VerifyResponse:
     """Compare the largest face of two photos, or of one photo with an enrolled subject's faces."""
     started = time.perf_counter()
-    threshold = pipeline.embedder.artifact.threshold
-    assert threshold is not None
+    score_kind = decisions.score_for(normalise, default=False)
     if image_a is not None and image_b is not None:
         keys.check(api_key, None)
+        point = decisions.verify(far, threshold, operating_point, score_kind)  # 422 before any inference
         payloads = [await read_image(image_a, settings), await read_image(image_b, settings)]
         results, pipeline_ms = await gate.run_timed(pipeline.largest_faces, payloads)
         first, second = results
-        similarity = float(first.face.embedding @ second.face.embedding)
+        similarity, score = _score(decisions, score_kind, first.face.embedding, second.face.embedding[None])
         other: ImageFaces | None = ImageFaces(
             face=FaceOut.of(second.face.detection), faces_found=second.faces_found
         )
     elif image is not None and subject_id is not None:
         keys.check(api_key, collection)
+        decisions.verify(far, threshold, operating_point, score_kind)  # 422 before any inference
         payload = await read_image(image, settings)
         known = subject_id
 
@@ -58,17 +98,23 @@ async def verify(
             return stored, result, pipeline_ms
 
         stored, first, pipeline_ms = await gate.run(compare)
-        similarity = float((stored @ first.face.embedding).max()) if len(stored) else -1.0
+        # Each of the subject's faces is a chance for a stranger to pass: the FAR holds over all of them.
+        point = decisions.verify(far, threshold, operating_point, score_kind, comparisons=max(len(stored), 1))
+        if len(stored):
+            similarity, score = _score(decisions, score_kind, first.face.embedding, stored)
+        else:
+            similarity = score = -1.0
         other = None
     else:
         raise ApiError(422, "invalid_field", "send image_a and image_b, or image with subject_id")
-    similarity = float(np.clip(similarity, -1.0, 1.0))
     return VerifyResponse(
-        match=similarity >= threshold.similarity,
+        match=score >= point.threshold,
         similarity=similarity,
         distance=2.0 - 2.0 * similarity,
-        threshold=threshold.similarity,
-        threshold_far=threshold.far,
+        score=score,
+        threshold=point.threshold,
+        threshold_far=point.false_accept_rate,
+        operating_point=OperatingPointOut.of(point),
         image_a=ImageFaces(face=FaceOut.of(first.face.detection), faces_found=first.faces_found),
         image_b=other,
         subject_id=subject_id if other is None else None,

@@ -1,0 +1,1 @@
+"""Match decisions: calibrated score curves, cohort score normalisation and operating points."""
