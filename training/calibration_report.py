@@ -18,7 +18,7 @@ def operating_point_lines(calibration: ScoreCalibration, far: float) -> list[str
             continue
         threshold, measured, pairs, tar = point
         lines.append(
-            f"  {score:6} threshold {threshold:9.5f}  FAR {measured:.2e} ({pairs:,} different-person "
+            f"  {score:6} threshold {threshold:9.5f}  FAR {measured:.3e} ({pairs:,} different-person "
             f"pairs at or above)  TAR {tar:.4f}"
         )
     return lines
