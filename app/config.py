@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     # Operating points: the false-accept rate /verify holds, the FPIR /identify holds whatever the
     # collection's size, and whether /identify normalises scores against the model's cohort.
     verify_far: Annotated[float, Field(gt=0.0, lt=1.0)] = DEFAULT_VERIFY_FAR
-    identify_fpir: Annotated[float, Field(gt=0.0, lt=1.0)] = DEFAULT_IDENTIFY_FPIR
+    identify_fpir: Annotated[float, Field(ge=1e-6, lt=1.0)] = DEFAULT_IDENTIFY_FPIR
     score_normalisation: bool = True
 
     max_image_bytes: int = DEFAULT_MAX_BYTES

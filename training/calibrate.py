@@ -232,7 +232,7 @@ def calibration_from(
         different_pairs=different,
         min_far=_min_far(different),
         flip_average=flip_average,
-        cohort_sha256=cohort.sha256 if cohort is not None else None,
+        cohort_identity=cohort.identity if cohort is not None else None,
         tables={name: histogram.table() for name, histogram in histograms.scores.items()},  # type: ignore[misc]
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
@@ -248,7 +248,7 @@ def named_threshold(calibration: ScoreCalibration) -> Threshold:
     curve = ScoreCurve(table, calibration.min_far)
     value = table.max_accuracy
     far, _ = curve.far_at(value)
-    tar = curve.tar_at(value)
+    tar = curve.tar_at(value) or 0.0  # measured: the point lies within the table
     return Threshold(
         similarity=value,
         squared_distance=round(2.0 - 2.0 * value, 6),

@@ -64,7 +64,9 @@ def add_commands(
     cohort_build.add_argument(
         "--per-person", type=int, help="at most this many photos of each person (default: all)"
     )
-    cohort_build.add_argument("--top-k", type=int, default=50, help="cohort scores per face (default 50)")
+    cohort_build.add_argument(
+        "--top-k", type=int, default=50, help="cohort scores per face, at least 2 (default 50)"
+    )
     cohort_build.add_argument(
         "--record", action="store_true", help="also into training/cohorts/, which builds of the model ship"
     )
@@ -351,7 +353,15 @@ def _calibrate(args: argparse.Namespace) -> int:
     from training.calibrate import CALIBRATION_FILE, calibrate_folder, install_calibration
     from training.calibration_report import operating_point_lines, report_lines
 
+    if args.record and not args.install:
+        print("--record needs --install", file=sys.stderr)
+        return 2
     pipeline = _pipeline(args)
+    # The committed record is what fresh builds ship: only the stock embedder's belongs there.
+    stock = pipeline.embedder.artifact.source.package != "faceverify"
+    if args.record and not stock:
+        print("--record is for the stock embedder; this one was trained here", file=sys.stderr)
+        return 2
     images, people_of = _labelled_folder(args)
     calibration = calibrate_folder(pipeline, args.models, images, people_of)
     print("\n".join(report_lines(calibration)))
@@ -370,15 +380,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(calibration.model_dump_json(indent=1) + "\n")
-    if args.record and not args.install:
-        print("--record needs --install", file=sys.stderr)
-        return 2
     if args.install:
-        # The committed record is what fresh builds ship: only the stock embedder's belongs there.
-        stock = pipeline.embedder.artifact.source.package != "faceverify"
-        if args.record and not stock:
-            print("--record is for the stock embedder; this one was trained here", file=sys.stderr)
-            return 2
         threshold = install_calibration(args.models, calibration, CALIBRATION_FILE if args.record else None)
         print(f"installed into {args.models}/manifest.json (named threshold {threshold.similarity:.5f})")
         if args.record:
@@ -392,6 +394,9 @@ def _cohort_build(args: argparse.Namespace) -> int:
     from training.cohort import record_cohort, select, write_cohort
     from training.labelled import embed_labelled
 
+    if args.top_k < 2:
+        print("--top-k must be at least 2: a face's cohort scores need a spread", file=sys.stderr)
+        return 2
     pipeline = _pipeline(args)
     images, people_of = _labelled_folder(args)
     faces = embed_labelled(pipeline, images, people_of)

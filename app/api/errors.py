@@ -57,6 +57,7 @@ _STATUS: list[tuple[type[Exception], int]] = [
     (gallery.CollectionNotFound, 404),
     (gallery.SubjectNotFound, 404),
     (gallery.FaceNotFound, 404),
+    (gallery.SubjectHasNoFaces, 422),
     (gallery.CollectionExists, 409),
     (gallery.GalleryModelMismatch, 409),
     (gallery.InvalidEmbedding, 422),

@@ -42,9 +42,16 @@ class Cohort:
     """The cohort's unit vectors and how many of their best matches describe a face."""
 
     def __init__(self, vectors: FloatArray, top_k: int, sha256: str) -> None:
+        if top_k < 2:
+            raise ValueError(f"a cohort's top k must be at least 2 (a standard deviation), not {top_k}")
         self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         self.top_k = top_k
         self.sha256 = sha256
+
+    @property
+    def identity(self) -> str:
+        """The file and the top k: normalised scores (and stored statistics) depend on both."""
+        return f"{self.sha256}:top{self.top_k}"
 
     @classmethod
     def load(cls, models_dir: Path, artifact: Artifact) -> Cohort | None:

@@ -55,6 +55,10 @@ class ScoreCurve:
         """The FAR of one comparison at a threshold, and whether it was extrapolated beyond the data."""
         if threshold > self._t[-1]:
             return math.exp(self._intercept + self._slope * threshold), True
+        if threshold < self._t[0] and self._log_far[0] < 0.0:
+            # Below the lowest measured threshold of a table that does not reach FAR 1: unknown, so
+            # the worst case.
+            return 1.0, True
         return float(np.exp(np.interp(threshold, self._t, self._log_far))), False
 
     def threshold_for(self, far: float) -> tuple[float, bool]:
@@ -80,8 +84,8 @@ class ScoreCurve:
         i = max(points, key=lambda j: (table.far[j], -table.thresholds[j]))
         return table.thresholds[i], table.far[i], table.different_above[i], table.tar[i]
 
-    def tar_at(self, threshold: float) -> float:
-        """The share of same-person pairs at or above a threshold (0 above the highest measured)."""
+    def tar_at(self, threshold: float) -> float | None:
+        """The share of same-person pairs at or above a threshold; None above the highest measured."""
         if threshold > self._tar_t[-1]:
-            return 0.0
+            return None
         return float(np.interp(threshold, self._tar_t, self._tar))

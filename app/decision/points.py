@@ -66,7 +66,7 @@ class Decisions:
         self.curves: dict[str, ScoreCurve] = {}
         if calibration is not None:
             for score, table in calibration.tables.items():
-                if score == "snorm" and (cohort is None or cohort.sha256 != calibration.cohort_sha256):
+                if score == "snorm" and (cohort is None or cohort.identity != calibration.cohort_identity):
                     if cohort is not None:
                         log.warning(
                             "the calibration of %s normalised its scores against another cohort: deciding on "
@@ -99,15 +99,29 @@ class Decisions:
             return "cosine"
         return "snorm" if wanted else "cosine"
 
-    def _uncalibrated(self, score: Score, comparisons: int, threshold: float | None) -> OperatingPoint:
+    def _uncalibrated(
+        self, score: Score, comparisons: int, threshold: float | None, asked: bool
+    ) -> OperatingPoint:
         shipped = self.artifact.threshold
         if score != "cosine" or shipped is None:
             raise OperatingPointUnsupported(f"{self.artifact.id} has no calibration to decide with")
+        if asked:
+            raise OperatingPointUnsupported(
+                f"{self.artifact.id} has no score calibration, so no FAR or FPIR can be turned into a "
+                "threshold: give a threshold, or calibrate it with `faceverify calibrate --install`"
+            )
         return OperatingPoint(
             score, shipped.similarity if threshold is None else threshold,
             "threshold" if threshold is not None else "uncalibrated",
             None, None, comparisons, None, False, shipped.calibrated_on,
         )  # fmt: skip
+
+    def _threshold_for(self, score: Score, far: float) -> float:
+        try:
+            value, _ = self.curves[score].threshold_for(far)
+        except ValueError:  # a rate that underflows to 0: no threshold can hold it
+            raise OperatingPointUnsupported(f"no threshold holds a false-accept rate of {far:g}") from None
+        return value
 
     def _point(self, score: Score, threshold: float, rule: str, comparisons: int) -> OperatingPoint:
         curve = self.curves[score]
@@ -129,7 +143,7 @@ class Decisions:
         if sum(x is not None for x in (far, threshold, named)) > 1:
             raise OperatingPointUnsupported("ask for one of far, threshold and operating_point, not several")
         if score not in self.curves:
-            return self._uncalibrated(score, comparisons, threshold)
+            return self._uncalibrated(score, comparisons, threshold, far is not None or named is not None)
         if threshold is not None:
             return self._point(score, threshold, "threshold", comparisons)
         if named == "max_accuracy":
@@ -145,7 +159,7 @@ class Decisions:
                 f"far={target:g} is below the smallest FAR the calibration supports ({self.min_far:.1e}: "
                 f"fewer than 10 different-person pairs of {self.calibrated_on} lie above it)"
             )
-        value, _ = self.curves[score].threshold_for(each_of(target, comparisons))
+        value = self._threshold_for(score, each_of(target, comparisons))
         return self._point(score, value, "far", comparisons)
 
     def identify(
@@ -155,14 +169,19 @@ class Decisions:
         threshold: float | None = None,
         score: Score = "snorm",
     ) -> OperatingPoint:
-        """The point for an open-set search of N faces: the threshold that holds the FPIR at this N."""
-        comparisons = max(faces_searched, 1)
+        """The point for an open-set search of N faces: the threshold that holds the FPIR at this N.
+
+        Where the per-comparison FAR falls below what the calibration measured (FPIR 1% over more than
+        about 20,000 faces for the stock model), the threshold comes from the extrapolated tail and the
+        point says so.
+        """
         if fpir is not None and threshold is not None:
             raise OperatingPointUnsupported("ask for fpir or threshold, not both")
         if score not in self.curves:
-            return self._uncalibrated(score, comparisons, threshold)
+            return self._uncalibrated(score, faces_searched, threshold, fpir is not None)
         if threshold is not None:
-            return self._point(score, threshold, "threshold", comparisons)
+            return self._point(score, threshold, "threshold", faces_searched)
         target = self.identify_fpir if fpir is None else fpir
-        value, _ = self.curves[score].threshold_for(each_of(target, comparisons))
-        return self._point(score, value, "fpir", comparisons)
+        # An empty collection matches nobody; its threshold is the one-face one.
+        value = self._threshold_for(score, each_of(target, max(faces_searched, 1)))
+        return self._point(score, value, "fpir", faces_searched)

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.face.errors import ModelError, ModelIntegrityError, ModelMissing
 
@@ -75,7 +75,7 @@ class ScoreCalibration(_Strict):
     different_pairs: int
     min_far: float  # the smallest FAR that at least MIN_PAIRS_ABOVE different-person pairs support
     flip_average: bool
-    cohort_sha256: str | None  # the cohort the normalised ("snorm") scores were computed against
+    cohort_identity: str | None  # the cohort ("<sha256>:top<k>") the "snorm" scores were normalised against
     tables: dict[Literal["cosine", "snorm"], ScoreTable]
     created_at: str
 
@@ -88,8 +88,13 @@ class CohortFile(_Strict):
     model_id: str
     faces: int
     people: int
-    top_k: int
+    top_k: int = Field(ge=2)
     built_from: str
+
+    @property
+    def identity(self) -> str:
+        """The cohort's file and how many of its scores describe a face: what normalised scores depend on."""
+        return f"{self.sha256}:top{self.top_k}"
 
 
 class Source(_Strict):

@@ -25,6 +25,12 @@ class FaceNotFound(GalleryError):
     code = "face_not_found"
 
 
+class SubjectHasNoFaces(GalleryError):
+    """The subject exists but has no face left to compare with."""
+
+    code = "subject_has_no_faces"
+
+
 class CollectionExists(GalleryError):
     """A collection of that name exists already."""
 

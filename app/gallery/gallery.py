@@ -7,16 +7,16 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
 from app.decision.cohort import Cohort, snorm
-from app.gallery.errors import CollectionNotFound, GalleryModelMismatch, InvalidEmbedding
+from app.gallery.errors import CollectionNotFound, GalleryModelMismatch, InvalidEmbedding, SubjectHasNoFaces
 from app.gallery.index import FaissIndex, IndexSettings, VectorIndex
-from app.gallery.store import Collection, Enrollment, GalleryStore, NewFace, Subject
+from app.gallery.store import Collection, Enrollment, GalleryStore, Subject
 
 log = logging.getLogger("faceverify.gallery")
 
@@ -148,16 +148,16 @@ class Gallery:
         """Compute every face's cohort statistics where they are missing or belong to another cohort."""
         if self.cohort is None:
             return
-        stale = self.store.setting("cohort_sha256") != self.cohort.sha256
+        stale = self.store.setting("cohort") != self.cohort.identity
         if not stale and not self.store.faces_without_cohort_stats():
             return
         started, chunks = time.perf_counter(), []
         for collection in self.store.collections():
-            ids, vectors = self.store.embeddings(collection)
+            ids, vectors = self.store.embeddings(collection, missing_cohort_stats=not stale)
             for start in range(0, len(ids), _STATS_CHUNK):
                 chunk = slice(start, start + _STATS_CHUNK)
                 chunks.append((ids[chunk], *self.cohort.stats(vectors[chunk])))
-        self.store.set_cohort_stats(self.cohort.sha256, chunks)
+        self.store.set_cohort_stats(self.cohort.identity, chunks)
         log.info(
             "cohort statistics of %d faces computed in %.2f s",
             sum(len(c[0]) for c in chunks),
@@ -235,7 +235,7 @@ class Gallery:
         for item in enrollments:
             for face in item.faces:
                 self._valid(face.embedding)
-        enrollments = [self._with_cohort_stats(item) for item in enrollments]
+        enrollments = self._with_cohort_stats(enrollments)
         with self._lock.write():
             try:
                 collection = self.store.collection(collection_name)
@@ -258,15 +258,26 @@ class Gallery:
                 index.add(ids, np.vstack([f.embedding for item in enrollments for f in item.faces]))
             return added
 
-    def _with_cohort_stats(self, item: Enrollment) -> Enrollment:
-        if self.cohort is None or not item.faces:
-            return item
-        means, sds = self.cohort.stats(np.vstack([face.embedding for face in item.faces]))
-        faces = [
-            NewFace(f.embedding, f.box, f.score, f.image_sha256, float(m), float(sd))
-            for f, m, sd in zip(item.faces, means, sds, strict=True)
+    def _with_cohort_stats(self, enrollments: Sequence[Enrollment]) -> Sequence[Enrollment]:
+        """The enrollments with each face's cohort statistics, all faces in one product."""
+        faces = [face for item in enrollments for face in item.faces]
+        if self.cohort is None or not faces:
+            return enrollments
+        means, sds = self.cohort.stats(np.vstack([face.embedding for face in faces]))
+        stats = iter(zip(means.tolist(), sds.tolist(), strict=True))
+        # One iterator over every face's statistics: each enrollment takes as many as it has faces.
+        return [
+            Enrollment(
+                item.external_id,
+                [
+                    replace(face, cohort_mean=m, cohort_sd=sd)
+                    for face, (m, sd) in zip(item.faces, stats, strict=False)
+                ],
+                item.name,
+                item.metadata,
+            )
+            for item in enrollments
         ]
-        return Enrollment(item.external_id, faces, item.name, item.metadata)
 
     def rank(
         self,
@@ -293,7 +304,8 @@ class Gallery:
             # look deeper than top_k, then merge by subject.
             depth = max(top_k * 4, top_k + 10, _MIN_DEPTH if normalise else 0)
             similarities, ids = index.search(probes, depth)
-        owners = self.store.owners(sorted({int(i) for i in ids.ravel() if i >= 0}))
+            # Under the same lock as the search: no write lands between the two.
+            owners = self.store.owners(sorted({int(i) for i in ids.ravel() if i >= 0}))
         if normalise:
             assert self.cohort is not None
             probe_mean, probe_sd = self.cohort.stats(probes)
@@ -304,9 +316,13 @@ class Gallery:
             # A face deleted since the search has no owner any more.
             sims = np.array([sim for sim, _, _ in found], np.float32)
             if normalise and found:
-                face_mean = np.array([o.cohort_mean for _, _, o in found], np.float32)
-                face_sd = np.array([o.cohort_sd for _, _, o in found], np.float32)
-                scores = snorm(sims, probe_mean[row], probe_sd[row], face_mean, face_sd)
+                # Start-up fills in every face's statistics; were one missing, its side would take
+                # the probe's rather than turn the score into NaN.
+                mean, sd = float(probe_mean[row]), float(probe_sd[row])
+                face_mean = np.array([mean if o.cohort_mean is None else o.cohort_mean for _, _, o in found])
+                face_sd = np.array([sd if o.cohort_sd is None else o.cohort_sd for _, _, o in found])
+                scores = snorm(sims, probe_mean[row], probe_sd[row], face_mean.astype(np.float32),
+                               face_sd.astype(np.float32))  # fmt: skip
             else:
                 scores = sims
             best: dict[str, Candidate] = {}
@@ -350,8 +366,12 @@ class Gallery:
         return self.store.subject(self.store.collection(collection_name), subject_id)
 
     def subject_embeddings(self, collection_name: str, subject_id: str) -> npt.NDArray[np.float32]:
-        """The stored embeddings of one subject (for verifying a probe against it)."""
-        return self.store.subject_embeddings(self.store.collection(collection_name), subject_id)
+        """The stored embeddings of one subject (for verifying a probe against it); SubjectHasNoFaces
+        when its last face was deleted."""
+        stored = self.store.subject_embeddings(self.store.collection(collection_name), subject_id)
+        if len(stored) == 0:
+            raise SubjectHasNoFaces(f"subject {subject_id!r} has no enrolled face to compare with")
+        return stored
 
     def subjects(self, collection_name: str, offset: int = 0, limit: int = 100) -> tuple[list[Subject], int]:
         """A page of subjects and the total."""

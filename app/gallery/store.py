@@ -348,15 +348,16 @@ class GalleryStore:
 
     def owners(self, face_ids: Sequence[int]) -> dict[int, FaceOwner]:
         """face id -> its subject and cohort statistics, for the ids that exist."""
-        if not face_ids:
-            return {}
-        marks = ",".join("?" * len(face_ids))
-        rows = self._connection().execute(
-            f"SELECT f.id, s.external_id, s.name, f.cohort_mean, f.cohort_sd FROM faces f"
-            f" JOIN subjects s ON s.id = f.subject_id WHERE f.id IN ({marks})",
-            [int(i) for i in face_ids],
-        )
-        return {int(r[0]): FaceOwner(r[1], r[2], r[3], r[4]) for r in rows}
+        found: dict[int, FaceOwner] = {}
+        for start in range(0, len(face_ids), 500):  # stay under SQLite's bound-parameter limit
+            chunk = [int(i) for i in face_ids[start : start + 500]]
+            rows = self._connection().execute(
+                f"SELECT f.id, s.external_id, s.name, f.cohort_mean, f.cohort_sd FROM faces f"
+                f" JOIN subjects s ON s.id = f.subject_id WHERE f.id IN ({','.join('?' * len(chunk))})",
+                chunk,
+            )
+            found.update((int(r[0]), FaceOwner(r[1], r[2], r[3], r[4])) for r in rows)
+        return found
 
     def setting(self, key: str) -> str | None:
         """A value the gallery keeps about itself (such as the cohort its statistics belong to)."""
@@ -369,7 +370,7 @@ class GalleryStore:
         return int(count)
 
     def set_cohort_stats(
-        self, cohort_sha256: str, stats: Sequence[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32],
+        self, cohort: str, stats: Sequence[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32],
                                                         npt.NDArray[np.float32]]],
     ) -> None:  # fmt: skip
         """Store every face's cohort statistics (ids, means, SDs per chunk) and the cohort they are for."""
@@ -380,16 +381,22 @@ class GalleryStore:
                     zip(means.tolist(), sds.tolist(), ids.tolist(), strict=True),
                 )
             db.execute(
-                "INSERT INTO settings (key, value) VALUES ('cohort_sha256', ?)"
+                "INSERT INTO settings (key, value) VALUES ('cohort', ?)"
                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (cohort_sha256,),
+                (cohort,),
             )
 
-    def embeddings(self, collection: Collection) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-        """Every face id and embedding of a collection, in id order (for rebuilding its index)."""
+    def embeddings(
+        self, collection: Collection, missing_cohort_stats: bool = False
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """Every face id and embedding of a collection, in id order (for rebuilding its index); or only
+        those of faces without cohort statistics."""
+        only = " AND cohort_sd IS NULL" if missing_cohort_stats else ""
         rows = (
             self._connection()
-            .execute("SELECT id, embedding FROM faces WHERE collection_id = ? ORDER BY id", (collection.id,))
+            .execute(
+                f"SELECT id, embedding FROM faces WHERE collection_id = ?{only} ORDER BY id", (collection.id,)
+            )
             .fetchall()
         )
         if not rows:

@@ -97,6 +97,16 @@ def test_verify_against_a_subject_holds_the_far_over_all_its_faces(
     assert against["match"] is True
 
 
+def test_a_subject_without_faces_cannot_be_verified_against(client: TestClient, photos: list[Path]) -> None:
+    _enroll(client, photos, "obama", "obama.jpg")
+    (face_id,) = client.get("/subjects/obama").json()["face_ids"]
+    assert client.delete(f"/subjects/obama/faces/{face_id}").status_code == 200
+    for data in ({"subject_id": "obama"}, {"subject_id": "obama", "normalise": "true", "far": "0.01"}):
+        response = client.post("/verify", files=[_file(photos, "obama2.jpg")], data=data)
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["code"] == "subject_has_no_faces"
+
+
 def test_identify_is_an_open_set_decision(client: TestClient, photos: list[Path]) -> None:
     _enroll(client, photos, "obama", "obama.jpg")
     _enroll(client, photos, "biden", "biden.jpg")
@@ -142,6 +152,8 @@ def test_identify_threshold_follows_the_fpir_and_the_collection_size(
     assert raw["candidates"][0]["score"] == raw["candidates"][0]["similarity"]
     both = client.post("/identify", files=probe, data={"fpir": "0.01", "threshold": "0.9"})
     assert both.status_code == 422 and both.json()["error"]["code"] == "operating_point_unsupported"
+    tiny = client.post("/identify", files=probe, data={"fpir": "5e-324"})
+    assert tiny.status_code == 422 and tiny.json()["error"]["code"] == "invalid_field"
 
 
 def test_ready_states_the_operating_points(client: TestClient) -> None:

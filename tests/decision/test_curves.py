@@ -232,10 +232,11 @@ def test_tar_at_reads_the_table(measured: Measured) -> None:
     for t, tar in zip(table.thresholds, table.tar, strict=True):
         assert curve.tar_at(t) == pytest.approx(tar, abs=1e-12)
         assert curve.tar_at(t) == pytest.approx(measured.tar(t), abs=1e-12)
-    assert curve.tar_at(max(table.thresholds) + 1e-3) == 0.0
-    grid = np.linspace(min(table.thresholds) - 1.0, max(table.thresholds) + 1.0, 400)
+    # Above the highest measured threshold the TAR is unknown, not 0.
+    assert curve.tar_at(max(table.thresholds) + 1e-3) is None
+    grid = np.linspace(min(table.thresholds) - 1.0, max(table.thresholds), 400)
     tars = [curve.tar_at(float(t)) for t in grid]
-    assert all(a >= b for a, b in pairwise(tars))
+    assert all(a is not None and b is not None and a >= b for a, b in pairwise(tars))
     # Between points TAR is interpolated: close to the data where the table is dense.
     top = curve.top_supported
     for t in np.linspace(min(table.thresholds), top, 50):

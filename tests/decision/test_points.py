@@ -66,7 +66,7 @@ def synthetic() -> Synthetic:
         different_pairs=DIFFERENT,
         min_far=MIN_FAR,
         flip_average=True,
-        cohort_sha256=COHORT_SHA,
+        cohort_identity=f"{COHORT_SHA}:top5",
         tables=tables,
         created_at="2024-01-01T00:00:00+00:00",
     )
@@ -213,7 +213,10 @@ def test_identify_raises_the_threshold_with_the_faces_searched(decisions: Decisi
         assert point.false_accept_rate == pytest.approx(DEFAULT_IDENTIFY_FPIR, rel=1e-6)
         assert point.far == pytest.approx(each_of(DEFAULT_IDENTIFY_FPIR, n), rel=1e-6)
         assert point.extrapolated == (each_of(DEFAULT_IDENTIFY_FPIR, n) < MIN_FAR)
-    assert decisions.identify(0, score="cosine").comparisons == 1
+    # An empty collection: nothing compared, nobody can be matched; the threshold is the one-face one.
+    empty = decisions.identify(0, score="cosine")
+    assert empty.comparisons == 0 and empty.false_accept_rate == 0.0
+    assert empty.threshold == decisions.identify(1, score="cosine").threshold
     assert (
         decisions.identify(1, score="cosine").threshold
         == decisions.verify(far=DEFAULT_IDENTIFY_FPIR).threshold
@@ -273,6 +276,12 @@ def test_an_uncalibrated_model_decides_at_its_shipped_threshold(embedder: Artifa
     assert (searched.rule, searched.comparisons) == ("uncalibrated", 25)
     with pytest.raises(OperatingPointUnsupported):
         decisions.identify(25, score="snorm")
+    # A FAR, an FPIR or a named point cannot be honoured without a calibration: refused, not ignored.
+    for asked in ({"far": 1e-3}, {"named": "max_accuracy"}):
+        with pytest.raises(OperatingPointUnsupported, match="no score calibration"):
+            decisions.verify(**asked)  # type: ignore[arg-type]
+    with pytest.raises(OperatingPointUnsupported, match="no score calibration"):
+        decisions.identify(25, fpir=0.01, score="cosine")
     nothing = bare.model_copy(update={"threshold": None})
     with pytest.raises(OperatingPointUnsupported, match="no calibration"):
         Decisions(nothing, None, DEFAULT_VERIFY_FAR, DEFAULT_IDENTIFY_FPIR).verify()

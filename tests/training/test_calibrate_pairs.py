@@ -251,7 +251,7 @@ def test_the_calibration_and_its_named_threshold(
         cosine.different_pairs,
     )
     assert calibration.min_far == 10 / cosine.different_pairs
-    assert calibration.cohort_sha256 == "x"
+    assert calibration.cohort_identity == given.cohort.identity
     assert set(calibration.tables) == {"cosine", "snorm"}
     assert calibration.tables["snorm"] == scored.scores["snorm"].table()
     assert f"{cosine.same_pairs:,} same-person" in calibration.calibrated_on

@@ -143,7 +143,7 @@ def test_the_export_command_calibrates_the_threshold_through_the_served_pipeline
     calibration = load_manifest(out).artifact("embedder").calibration
     # Every pair of the photos of the people the pairs file names, on raw cosine (no cohort yet).
     assert calibration is not None and "the people of pairs.txt" in calibration.calibrated_on
-    assert set(calibration.tables) == {"cosine"} and calibration.cohort_sha256 is None
+    assert set(calibration.tables) == {"cosine"} and calibration.cohort_identity is None
     assert threshold.calibrated_on == calibration.calibrated_on
     photos = calibration.images
     assert calibration.same_pairs + calibration.different_pairs == photos * (photos - 1) // 2

@@ -39,7 +39,7 @@ async def identify(
     top_k: Annotated[int, Form(ge=1, le=100)] = 5,
     fpir: Annotated[
         float | None,
-        Form(gt=0.0, lt=1.0, description="hold this false-positive identification rate (FV_IDENTIFY_FPIR)"),
+        Form(ge=1e-6, lt=1.0, description="hold this false-positive identification rate (FV_IDENTIFY_FPIR)"),
     ] = None,
     threshold: Annotated[
         float | None, Form(allow_inf_nan=False, description="decide at this threshold on the score instead")

@@ -32,15 +32,17 @@ router = APIRouter(tags=["faces"])
 def _score(
     decisions: Decisions, score: Score, probe: npt.NDArray[np.float32], stored: npt.NDArray[np.float32]
 ) -> tuple[float, float]:
-    """The best cosine similarity of a probe to stored faces, and the score decided on (its S-norm)."""
+    """The score decided on (cosine, or its S-norm) of the stored face that scores best against the
+    probe, and that face's cosine similarity."""
     sims = np.clip(stored @ probe, -1.0, 1.0).astype(np.float32)
-    if score == "cosine":
-        return float(sims.max()), float(sims.max())
-    assert decisions.cohort is not None
-    probe_mean, probe_sd = decisions.cohort.stats(probe[None])
-    face_mean, face_sd = decisions.cohort.stats(stored)
-    normalised = snorm(sims, probe_mean, probe_sd, face_mean, face_sd)
-    return float(sims.max()), float(normalised.max())
+    scores = sims
+    if score == "snorm":
+        assert decisions.cohort is not None
+        probe_mean, probe_sd = decisions.cohort.stats(probe[None])
+        face_mean, face_sd = decisions.cohort.stats(stored)
+        scores = snorm(sims, probe_mean, probe_sd, face_mean, face_sd)
+    best = int(np.argmax(scores))
+    return float(sims[best]), float(scores[best])
 
 
 @router.post("/verify", response_model=VerifyResponse)
@@ -99,11 +101,8 @@ async def verify(
 
         stored, first, pipeline_ms = await gate.run(compare)
         # Each of the subject's faces is a chance for a stranger to pass: the FAR holds over all of them.
-        point = decisions.verify(far, threshold, operating_point, score_kind, comparisons=max(len(stored), 1))
-        if len(stored):
-            similarity, score = _score(decisions, score_kind, first.face.embedding, stored)
-        else:
-            similarity = score = -1.0
+        point = decisions.verify(far, threshold, operating_point, score_kind, comparisons=len(stored))
+        similarity, score = _score(decisions, score_kind, first.face.embedding, stored)
         other = None
     else:
         raise ApiError(422, "invalid_field", "send image_a and image_b, or image with subject_id")
