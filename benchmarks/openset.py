@@ -23,7 +23,7 @@ from app.face.pipeline import FacePipeline
 from benchmarks.results_file import RESULTS, write_results
 from tests.assets import LFW_DEV
 from training.labelled import LabelledFaces, embed_labelled
-from training.openset import evaluate_openset, plot_det
+from training.openset import evaluate_openset, plot_det, report_lines
 
 _ROWS = 2048
 
@@ -97,14 +97,8 @@ def main() -> None:
     curves = figures.pop("_curves")
     plot = RESULTS / "openset-det.png"
     plot_det(curves, plot, "DevTest open set (calibration and cohort: DevTrain)")
+    print("\n".join(report_lines(figures)))
     for label, by_score in figures["sizes"].items():
-        for score, row in by_score.items():
-            fnir, default = row["fnir_at_fpir"], row["default_decision"]
-            print(
-                f"{label:>4} people {score:6}: FNIR at FPIR 10% {fnir['0.1']:.3f}, 1% {fnir['0.01']:.3f}, "
-                f"0.1% {fnir['0.001']:.3f}; default decision: FPIR {default['fpir']:.4f} "
-                f"(expected {default['expected_fpir']:.4f}), FNIR {default['fnir']:.3f}"
-            )
         if "snorm" in by_score:
             raw, normalised = (
                 by_score["cosine"]["fnir_at_fpir"]["0.01"],
@@ -112,8 +106,11 @@ def main() -> None:
             )
             raw_d = by_score["cosine"]["default_decision"]["fnir"]
             normalised_d = by_score["snorm"]["default_decision"]["fnir"]
-            at_fpir = by_score["fnir_at_fpir_1%_relative_reduction"] = _reduction(raw, normalised)
-            at_default = by_score["default_fnir_relative_reduction"] = _reduction(raw_d, normalised_d)
+            at_fpir, at_default = _reduction(raw, normalised), _reduction(raw_d, normalised_d)
+            figures.setdefault("fnir_reduction_with_snorm", {})[label] = {
+                "at_fpir_1%": at_fpir,
+                "at_default_decision": at_default,
+            }
             print(
                 f"{label:>4} people: FNIR with S-norm, relative reduction: at FPIR 1% {_percent(at_fpir)}, "
                 f"at the default decision {_percent(at_default)}"

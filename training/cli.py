@@ -263,7 +263,7 @@ def _decisions(models: Path):  # type: ignore[no-untyped-def]
 
 def _eval_openset(args: argparse.Namespace) -> int:
     from training.labelled import embed_labelled
-    from training.openset import evaluate_openset, plot_det
+    from training.openset import evaluate_openset, plot_det, report_lines
 
     sizes = [None if s.strip() == "all" else int(s) for s in args.sizes.split(",")]
     decisions = _decisions(args.models)
@@ -275,18 +275,9 @@ def _eval_openset(args: argparse.Namespace) -> int:
         f"{figures['gallery_people']} gallery people, {figures['mated_probes']} mated and "
         f"{figures['non_mated_probes']} non-mated probes ({faces.skipped} photos without a face skipped)"
     )
-    for label, by_score in figures["sizes"].items():
-        for score, row in by_score.items():
-            fnir = row["fnir_at_fpir"]
-            default = row["default_decision"]
-            print(
-                f"{label:>5} people {score:6}  FNIR at FPIR 10% {fnir['0.1']:.3f}  1% {fnir['0.01']:.3f}  "
-                f"0.1% {fnir['0.001']:.3f}  | default (FPIR {figures['fpir_identify_default']:g}): "
-                f"measured FPIR {default['fpir']:.4f}, FNIR {default['fnir']:.3f}"
-            )
+    print("\n".join(report_lines(figures)))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+        _write_json(args.json, figures)
     if args.plot:
         plot_det(curves, args.plot, f"open set: {figures['gallery_people']} gallery people")
     return 0
@@ -337,11 +328,15 @@ def _eval_lfw(args: argparse.Namespace) -> int:
         f"failures           {len(figures['failures'])}"
     )
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+        _write_json(args.json, figures)
     if args.plot:
         plot_roc(sims, labels, args.plot, f"{args.pairs.name}: AUC {figures['auc']:.4f}")
     return 0
+
+
+def _write_json(path: Path, figures: dict[str, object]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(figures, indent=2) + "\n")
 
 
 def _val(figures: dict[str, object]) -> str:

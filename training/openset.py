@@ -202,6 +202,21 @@ def evaluate_openset(
     return figures
 
 
+def report_lines(figures: dict[str, Any]) -> list[str]:
+    """One line per gallery size and score: FNIR at each FPIR, and the default decision's figures."""
+    lines = []
+    for label, by_score in figures["sizes"].items():
+        for score, row in by_score.items():
+            fnir, default = row["fnir_at_fpir"], row["default_decision"]
+            lines.append(
+                f"{label:>5} people {score:6}  FNIR at FPIR 10% {fnir['0.1']:.3f}  1% {fnir['0.01']:.3f}  "
+                f"0.1% {fnir['0.001']:.3f}  | default (FPIR {figures['fpir_identify_default']:g}): "
+                f"measured FPIR {default['fpir']:.4f} (expected {default['expected_fpir']:.4f}), "
+                f"FNIR {default['fnir']:.3f}"
+            )
+    return lines
+
+
 def plot_det(curves: dict[str, Any], path: Path, title: str) -> None:
     """Write the DET curves (FNIR against FPIR, log axes) as a PNG."""
     import matplotlib
