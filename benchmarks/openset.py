@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from app.config import Settings
-from app.decision.cohort import Cohort, snorm
+from app.decision.cohort import Cohort
 from app.decision.points import Decisions, Score
 from app.face.manifest import load_manifest
 from app.face.pipeline import FacePipeline
@@ -39,7 +39,9 @@ def verify_figures(faces: LabelledFaces, decisions: Decisions, score: Score, far
         scores = faces.vectors[rows] @ faces.vectors.T
         if stats is not None:
             mean, sd = stats
-            scores = snorm(scores, mean[rows][:, None], sd[rows][:, None], mean[None, :], sd[None, :])
+            scores = decisions.cohort.normalise(
+                scores, mean[rows][:, None], sd[rows][:, None], mean[None, :], sd[None, :]
+            )
         upper = np.arange(n)[None, :] > rows[:, None]
         pair_same = (faces.people[rows][:, None] == faces.people[None, :])[upper]
         passed = (scores >= point.threshold)[upper]

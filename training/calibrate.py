@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 from tqdm import tqdm
 
-from app.decision.cohort import Cohort, snorm, top_k_stats
+from app.decision.cohort import Cohort, top_k_stats
 from app.decision.curves import MIN_PAIRS_ABOVE, ScoreCurve
 from app.face.manifest import ScoreCalibration, Threshold, load_manifest, write_manifest
 from app.face.pipeline import FacePipeline
@@ -210,7 +210,7 @@ def score_all_pairs(
         histograms["cosine"].add(sims[upper], same[upper])
         if stats is not None:
             row_mean, row_sd, column_mean, column_sd = _pair_statistics(stats, rows, n, by_face, by_other)
-            normalised = snorm(sims, row_mean, row_sd, column_mean, column_sd)
+            normalised = cohort.cohort.normalise(sims, row_mean, row_sd, column_mean, column_sd)
             histograms["snorm"].add(normalised[upper], same[upper])
     return PairHistograms(histograms, len(faces.names), n)
 

@@ -68,6 +68,12 @@ def add_commands(
         "--top-k", type=int, default=50, help="cohort scores per face, at least 2 (default 50)"
     )
     cohort_build.add_argument(
+        "--cosine-weight",
+        type=float,
+        default=100.0,
+        help="normalised score = S-norm + this x cosine (default 100; 0 for plain S-norm)",
+    )
+    cohort_build.add_argument(
         "--record", action="store_true", help="also into training/cohorts/, which builds of the model ship"
     )
     cohort_build.set_defaults(handler=_cohort_build)
@@ -396,10 +402,11 @@ def _cohort_build(args: argparse.Namespace) -> int:
     images, people_of = _labelled_folder(args)
     faces = embed_labelled(pipeline, images, people_of)
     faces = faces.subset(select(faces, args.per_person), faces.source)
-    built = write_cohort(args.models, pipeline.embedder.artifact, faces, args.top_k)
+    built = write_cohort(args.models, pipeline.embedder.artifact, faces, args.top_k, args.cosine_weight)
     entry = built.entry
     print(
-        f"cohort of {entry.faces} faces of {entry.people} people (top {entry.top_k}) for {entry.model_id} -> "
+        f"cohort of {entry.faces} faces of {entry.people} people (top {entry.top_k}, cosine weight "
+        f"{entry.cosine_weight:g}) for {entry.model_id} -> "
         f"{built.path}\nthe calibration's normalised scores belong to the previous cohort: run "
         "`faceverify calibrate --install` next"
     )

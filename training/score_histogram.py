@@ -9,8 +9,9 @@ from app.decision.curves import MIN_PAIRS_ABOVE
 from app.face.manifest import ScoreTable
 
 # Bins fine enough that a threshold moves FAR by well under 1% per bin near 1e-3 (cosine 1e-5,
-# normalised scores, whose impostors spread over about one unit, 5e-4).
-BINS = {"cosine": (-1.0, 1.0, 1e-5), "snorm": (-40.0, 60.0, 5e-4)}
+# normalised scores, whose impostors spread over about one unit, 5e-4). Normalised scores span
+# S-norm (-40 to 60) plus the cohort's cosine weight times the cosine (up to 100 either way).
+BINS = {"cosine": (-1.0, 1.0, 1e-5), "snorm": (-140.0, 160.0, 5e-4)}
 _FAR_STEPS_PER_DECADE = 20
 _TOP_FAR = 1.0  # from every pair down: a threshold below every score has FAR 1
 # Where the FAR runs out of data, TAR still can be read at these levels (for plots and TAR at a threshold).

@@ -75,7 +75,7 @@ class ScoreCalibration(_Strict):
     different_pairs: int
     min_far: float  # the smallest FAR that at least MIN_PAIRS_ABOVE different-person pairs support
     flip_average: bool
-    cohort_identity: str | None  # the cohort ("<sha256>:top<k>") the "snorm" scores were normalised against
+    cohort_identity: str | None  # the cohort (CohortFile.identity) the "snorm" scores were normalised with
     tables: dict[Literal["cosine", "snorm"], ScoreTable]
     created_at: str
 
@@ -89,12 +89,14 @@ class CohortFile(_Strict):
     faces: int
     people: int
     top_k: int = Field(ge=2)
+    # Normalised score = S-norm + cosine_weight * cosine: keeps part of the raw similarity's evidence.
+    cosine_weight: float = Field(0.0, ge=0.0)
     built_from: str
 
     @property
     def identity(self) -> str:
-        """The cohort's file and how many of its scores describe a face: what normalised scores depend on."""
-        return f"{self.sha256}:top{self.top_k}"
+        """What normalised scores depend on: the file, the top k and the cosine weight."""
+        return f"{self.sha256}:top{self.top_k}:cos{self.cosine_weight:g}"
 
 
 class Source(_Strict):

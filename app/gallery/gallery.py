@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from app.decision.cohort import Cohort, snorm
+from app.decision.cohort import Cohort
 from app.gallery.errors import CollectionNotFound, GalleryModelMismatch, InvalidEmbedding, SubjectHasNoFaces
 from app.gallery.index import FaissIndex, IndexSettings, VectorIndex
 from app.gallery.store import Collection, Enrollment, GalleryStore, Subject
@@ -292,7 +292,8 @@ class Gallery:
         face statistics: stored at enrollment); otherwise the cosine similarity.
         """
         probes = self._valid(probes)
-        if normalise and self.cohort is None:
+        cohort = self.cohort if normalise else None
+        if normalise and cohort is None:
             raise ValueError("normalised scores need a cohort")
         collection = self.store.collection(collection_name)
         with self._lock.read():
@@ -306,23 +307,25 @@ class Gallery:
             similarities, ids = index.search(probes, depth)
             # Under the same lock as the search: no write lands between the two.
             owners = self.store.owners(sorted({int(i) for i in ids.ravel() if i >= 0}))
-        if normalise:
-            assert self.cohort is not None
-            probe_mean, probe_sd = self.cohort.stats(probes)
+        if cohort is not None:
+            probe_mean, probe_sd = cohort.stats(probes)
         results = []
         for row, (row_sims, row_ids) in enumerate(zip(similarities, ids, strict=True)):
             found = [(float(sim), int(i), owners[int(i)]) for sim, i in zip(row_sims, row_ids, strict=True)
                      if int(i) in owners]  # fmt: skip
             # A face deleted since the search has no owner any more.
             sims = np.array([sim for sim, _, _ in found], np.float32)
-            if normalise and found:
+            if cohort is not None and found:
                 # Start-up fills in every face's statistics; were one missing, its side would take
                 # the probe's rather than turn the score into NaN.
                 mean, sd = float(probe_mean[row]), float(probe_sd[row])
-                face_mean = np.array([mean if o.cohort_mean is None else o.cohort_mean for _, _, o in found])
-                face_sd = np.array([sd if o.cohort_sd is None else o.cohort_sd for _, _, o in found])
-                scores = snorm(sims, probe_mean[row], probe_sd[row], face_mean.astype(np.float32),
-                               face_sd.astype(np.float32))  # fmt: skip
+                face_mean = np.array(
+                    [mean if o.cohort_mean is None else o.cohort_mean for _, _, o in found], np.float32
+                )
+                face_sd = np.array(
+                    [sd if o.cohort_sd is None else o.cohort_sd for _, _, o in found], np.float32
+                )
+                scores = cohort.normalise(sims, probe_mean[row], probe_sd[row], face_mean, face_sd)
             else:
                 scores = sims
             best: dict[str, Candidate] = {}

@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from app.decision.cohort import Cohort, snorm, top_k_stats
+from app.decision.cohort import Cohort, cohort_identity, snorm, top_k_stats
 from app.decision.errors import CohortMismatch, OperatingPointUnsupported
 from app.decision.points import (
     DEFAULT_IDENTIFY_FPIR,
@@ -66,7 +66,7 @@ def synthetic() -> Synthetic:
         different_pairs=DIFFERENT,
         min_far=MIN_FAR,
         flip_average=True,
-        cohort_identity=f"{COHORT_SHA}:top5",
+        cohort_identity=cohort_identity(COHORT_SHA, 5, 0.0),
         tables=tables,
         created_at="2024-01-01T00:00:00+00:00",
     )

@@ -96,3 +96,25 @@ def test_normalised_ranking_scores_are_s_norm_and_ordered_by_them(tmp_path: Path
     # Without normalisation the score is the similarity itself.
     (raw,) = gallery.rank("default", probe, top_k=5)
     assert all(c.score == c.similarity for c in raw.candidates)
+
+
+def test_a_cohorts_cosine_weight_keeps_part_of_the_raw_similarity(tmp_path: Path) -> None:
+    plain, weighted = (
+        _cohort(),
+        Cohort(identities(300, seed=5), top_k=20, sha256="cohort-1", cosine_weight=100.0),
+    )
+    assert plain.identity != weighted.identity  # stored statistics and calibrations tell them apart
+    centres = identities(10, seed=3)
+    enrolled = faces_of(centres, seed=4)
+    gallery = Gallery(tmp_path, MODEL, DIM, cohort=weighted)
+    gallery.enroll("default", [Enrollment(f"s{i}", [NewFace(v)]) for i, v in enumerate(enrolled)])
+    probe = faces_of(centres[2:3], seed=8)
+    (ranking,) = gallery.rank("default", probe, top_k=3, normalise=True)
+    probe_mean, probe_sd = weighted.stats(probe)
+    face_mean, face_sd = weighted.stats(enrolled)
+    for candidate in ranking.candidates:
+        row = int(candidate.subject_id[1:])
+        plain_score = snorm(
+            np.float32(candidate.similarity), probe_mean[0], probe_sd[0], face_mean[row], face_sd[row]
+        )
+        assert candidate.score == pytest.approx(float(plain_score) + 100.0 * candidate.similarity, abs=1e-3)

@@ -88,7 +88,7 @@ def test_cohort_build_then_calibrate_reports_and_installs_only_when_asked(
     assert calibration.same_pairs + calibration.different_pairs == comb(photos_used, 2)
     assert calibration.min_far == pytest.approx(10 / calibration.different_pairs)
     assert set(calibration.tables) == {"cosine", "snorm"}
-    assert calibration.cohort_identity == entry.identity == f"{entry.sha256}:top10"
+    assert calibration.cohort_identity == entry.identity == f"{entry.sha256}:top10:cos100"
     assert embedder.threshold is not None and embedder.threshold.calibrated_on == calibration.calibrated_on
 
 

@@ -22,7 +22,6 @@ from app.api.deps import (
 from app.api.errors import ApiError
 from app.api.inference import timed
 from app.api.schemas import FaceOut, ImageFaces, OperatingPointOut, VerifyResponse
-from app.decision.cohort import snorm
 from app.decision.points import Decisions, Score
 from app.face.pipeline import FaceResult
 
@@ -40,7 +39,7 @@ def _score(
         assert decisions.cohort is not None
         probe_mean, probe_sd = decisions.cohort.stats(probe[None])
         face_mean, face_sd = decisions.cohort.stats(stored)
-        scores = snorm(sims, probe_mean, probe_sd, face_mean, face_sd)
+        scores = decisions.cohort.normalise(sims, probe_mean, probe_sd, face_mean, face_sd)
     best = int(np.argmax(scores))
     return float(sims[best]), float(scores[best])
 
