@@ -227,6 +227,8 @@ def plot_det(curves: dict[str, Any], path: Path, title: str) -> None:
     figure, axis = plt.subplots(figsize=(6.4, 4.8))
     for label, by_score in curves.items():
         for score, (fpir, fnir) in by_score.items():
+            if not fnir.any():
+                continue  # no miss at any FPIR: nothing to draw on a log axis
             style = "-" if score == "snorm" else "--"
             axis.step(np.maximum(fpir, 1e-4), np.maximum(fnir, 1e-3), style, where="post",
                       label=f"{label} people, {score}")  # fmt: skip
