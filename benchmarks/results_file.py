@@ -28,8 +28,12 @@ def _commit() -> str:
         done = subprocess.run(
             ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=RESULTS.parent
         )
+        # Figures written earlier in the same run do not make the code dirty: results/ is left out.
         dirty = subprocess.run(
-            ["git", "status", "--porcelain"], capture_output=True, text=True, cwd=RESULTS.parent
+            ["git", "status", "--porcelain", "--", ":(top)", ":(exclude,top)benchmarks/results"],
+            capture_output=True,
+            text=True,
+            cwd=RESULTS.parent,
         )
     except OSError:
         return "unknown"
