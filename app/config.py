@@ -10,7 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.decision.points import DEFAULT_IDENTIFY_FPIR, DEFAULT_VERIFY_FAR
 from app.face.detector import DetectorSettings
-from app.face.image import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DecodeLimits
+from app.face.image import DEFAULT_DETECTION_SIDE, DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DecodeLimits
 from app.face.pipeline import PipelineSettings
 from app.gallery.index import IndexSettings
 
@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     max_pixels: int = DEFAULT_MAX_PIXELS
     min_face_size: float = 32.0
     detector_min_face_size: int = 20
+    # Faces are looked for on a copy whose longer side is at most this (chips still come from the
+    # full-resolution pixels): bounds detection's time and memory whatever the upload's size.
+    detection_side: Annotated[int, Field(ge=64, le=8192)] = DEFAULT_DETECTION_SIDE
     flip_average: bool = True
 
     index_exact_limit: int = 50_000
@@ -57,6 +60,7 @@ class Settings(BaseSettings):
             limits=DecodeLimits(max_bytes=self.max_image_bytes, max_pixels=self.max_pixels),
             min_face_size=self.min_face_size,
             flip_average=self.flip_average,
+            detection_side=self.detection_side,
         )
 
     def index_settings(self) -> IndexSettings:

@@ -53,11 +53,11 @@ def encoded(path: Path, size: tuple[int, int] | None) -> bytes:
 def ours(pipeline: FacePipeline, data: bytes) -> dict[str, float]:
     """Per-stage milliseconds for one image through our pipeline (largest face)."""
     t0 = time.perf_counter()
-    image = pipeline.decode(data)
+    photo = pipeline.decode_photo(data)
     t1 = time.perf_counter()
-    detections = pipeline.detect(image)
+    detections = pipeline.detect_photo(photo)
     t2 = time.perf_counter()
-    chips = np.stack([pipeline.chip(image, detections[0])]) if detections else None
+    chips = np.stack([pipeline.chip(photo.pixels, detections[0])]) if detections else None
     t3 = time.perf_counter()
     if chips is not None:
         pipeline.embedder.embed(chips, flip_average=pipeline.settings.flip_average)

@@ -49,8 +49,9 @@ def _nearest_centre(detections: list[Detection], image: np.ndarray) -> Detection
 def central_face(pipeline: FacePipeline, path: Path) -> tuple[np.ndarray, Detection | None, int]:
     """An image file decoded, its face nearest the centre (None if it has none) and how many it has;
     OSError or ImageError when the file cannot be read as an image."""
-    image = pipeline.decode(path.read_bytes())
-    detections = pipeline.detect(image)
+    photo = pipeline.decode_photo(path.read_bytes())
+    detections = pipeline.detect_photo(photo)
+    image = photo.pixels
     return image, (_nearest_centre(detections, image) if detections else None), len(detections)
 
 

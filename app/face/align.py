@@ -55,6 +55,18 @@ def chip_to_image_transform(landmarks: Points, template: Points) -> npt.NDArray[
     return similarity_transform(template, landmarks)
 
 
+def _crop(
+    image: npt.NDArray[np.uint8], left: int, top: int, right: int, bottom: int
+) -> npt.NDArray[np.uint8]:
+    """image[top:bottom, left:right], black where the box lies outside the image (as Pillow crops)."""
+    height, width = image.shape[:2]
+    out = np.zeros((bottom - top, right - left, image.shape[2]), np.uint8)
+    x0, y0, x1, y1 = max(left, 0), max(top, 0), min(right, width), min(bottom, height)
+    if x0 < x1 and y0 < y1:
+        out[y0 - top : y1 - top, x0 - left : x1 - left] = image[y0:y1, x0:x1]
+    return out
+
+
 def warp_chip(
     image: npt.NDArray[np.uint8], chip_to_image: npt.NDArray[np.float64], size: int
 ) -> npt.NDArray[np.uint8]:
@@ -63,22 +75,23 @@ def warp_chip(
     Coordinates put pixel centres on integers; outside the image is black.
     """
     matrix = chip_to_image.copy()
-    picture = Image.fromarray(image)
     shrink = math.sqrt(abs(np.linalg.det(matrix[:, :2])))  # source pixels per chip pixel
-    if shrink > _MAX_SHRINK:
-        # Cut out the chip's footprint, then average it down by an integer factor before sampling.
-        corners = apply_transform(matrix, [(0, 0), (size - 1, 0), (0, size - 1), (size - 1, size - 1)])
-        left, top = np.floor(corners.min(axis=0)).astype(int) - 2
-        right, bottom = np.ceil(corners.max(axis=0)).astype(int) + 2
-        # Halve as dlib's pyramid does, until at most 2 source pixels remain per chip pixel.
-        factor = 2 ** math.floor(math.log2(shrink))
-        right += (factor - (right - left) % factor) % factor
-        bottom += (factor - (bottom - top) % factor) % factor
-        picture = picture.crop((int(left), int(top), int(right), int(bottom))).reduce(factor)
-        # Image point p sits at (p - origin - (factor - 1) / 2) / factor in the reduced crop.
-        offset = np.array([left, top], dtype=np.float64) + (factor - 1) / 2.0
-        matrix[:, 2] = (matrix[:, 2] - offset) / factor
-        matrix[:, :2] /= factor
+    # Only the chip's footprint (and a margin for the bilinear taps) is handed to Pillow: a big photo
+    # is never copied whole.
+    corners = apply_transform(matrix, [(0, 0), (size - 1, 0), (0, size - 1), (size - 1, size - 1)])
+    left, top = np.floor(corners.min(axis=0)).astype(int) - 2
+    right, bottom = np.ceil(corners.max(axis=0)).astype(int) + 2
+    # Halve as dlib's pyramid does, until at most 2 source pixels remain per chip pixel.
+    factor = 2 ** math.floor(math.log2(shrink)) if shrink > _MAX_SHRINK else 1
+    right += (factor - (right - left) % factor) % factor
+    bottom += (factor - (bottom - top) % factor) % factor
+    picture = Image.fromarray(_crop(image, int(left), int(top), int(right), int(bottom)))
+    if factor > 1:
+        picture = picture.reduce(factor)
+    # Image point p sits at (p - origin - (factor - 1) / 2) / factor in the reduced crop.
+    offset = np.array([left, top], dtype=np.float64) + (factor - 1) / 2.0
+    matrix[:, 2] = (matrix[:, 2] - offset) / factor
+    matrix[:, :2] /= factor
     # Pillow's affine transform feeds integer output coordinates and reads input pixel centres at +0.5
     # (checked against dlib's get_face_chip: 0.67 grey levels mean difference, 4.4 unshifted).
     a, b, c = matrix[0]

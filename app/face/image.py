@@ -17,6 +17,10 @@ ACCEPTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "BMP", "GIF", "TIFF"
 
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 40_000_000
+# Faces are found on a copy no longer than this: MTCNN's cost and memory grow with the pixels it sees,
+# and a face that fills a few dozen pixels of such a copy is still found.
+DEFAULT_DETECTION_SIDE = 1280
+_ORIENTATION = 0x0112  # the EXIF tag
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,12 @@ def _to_rgb(image: Image.Image) -> npt.NDArray[np.uint8]:
             values = values * 255.0  # floats in 0..1
         gray = np.clip(np.rint(values), 0, 255).astype(np.uint8)
         return np.repeat(gray[:, :, None], 3, axis=2)
+    if mode == "RGB":
+        return np.asarray(image, dtype=np.uint8)
+    if mode == "L":
+        # Grey straight to three channels: no full-size RGB image inside Pillow on the way.
+        gray = np.asarray(image, dtype=np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
     if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in image.info):
         # Transparent pixels hold arbitrary colours: flatten onto white, as viewers show them.
         rgba = image.convert("RGBA")
@@ -76,15 +86,69 @@ def _to_rgb(image: Image.Image) -> npt.NDArray[np.uint8]:
     return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 
-def decode_image(data: bytes, limits: DecodeLimits | None = None) -> npt.NDArray[np.uint8]:
-    """Bytes -> (H, W, 3) RGB uint8, upright per EXIF; typed errors for every bad input."""
+@dataclass(frozen=True)
+class Photo:
+    """A decoded photo: its full-resolution pixels, where chips are cut, and a copy of bounded size,
+    where faces are looked for."""
+
+    pixels: npt.NDArray[np.uint8]  # (H, W, 3) RGB, upright
+    detection: npt.NDArray[np.uint8]  # (h, w, 3) RGB, the longer side at most the detection side
+    scale: tuple[float, float]  # detection pixels per full-resolution pixel, along x and y
+
+
+def _detection_copy(upright: Image.Image, side: int) -> tuple[Image.Image, tuple[float, float]]:
+    width, height = upright.size
+    if max(width, height) <= side:
+        return upright, (1.0, 1.0)
+    factor = side / max(width, height)
+    size = (max(1, round(width * factor)), max(1, round(height * factor)))
+    # Into a mode Pillow resizes, keeping what _to_rgb needs: alpha (flattened on white) and 16 bits.
+    if upright.mode in ("LA", "PA", "La", "RGBa") or "transparency" in upright.info:
+        upright = upright.convert("RGBA")
+    elif upright.mode.startswith("I;16"):
+        upright = upright.convert("I")
+    elif upright.mode not in ("L", "RGB", "RGBA", "I", "F"):
+        upright = upright.convert("RGB")
+    # An integer block average first (fast, and no full-size intermediate), then bilinear to the size.
+    whole = max(width, height) // side
+    reduced = upright.reduce(whole) if whole > 1 else upright
+    small = reduced.resize(size, Image.Resampling.BILINEAR)
+    return small, (size[0] / width, size[1] / height)
+
+
+def _decoded(data: bytes, limits: DecodeLimits | None) -> Image.Image:
     image = _open(data, limits or DecodeLimits())
     try:
         image.seek(0)  # animated GIF / multi-page TIFF: the first frame
         image.load()
-        upright = ImageOps.exif_transpose(image)
-        return np.ascontiguousarray(_to_rgb(upright))
+        if image.getexif().get(_ORIENTATION, 1) == 1:
+            return image  # upright already: no copy of a big photo
+        return ImageOps.exif_transpose(image)
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        image.close()
+        raise BadImage(f"the image data is corrupt or truncated: {exc}") from None
+
+
+def decode_image(data: bytes, limits: DecodeLimits | None = None) -> npt.NDArray[np.uint8]:
+    """Bytes -> (H, W, 3) RGB uint8, upright per EXIF; typed errors for every bad input."""
+    upright = _decoded(data, limits)
+    try:
+        return np.ascontiguousarray(_to_rgb(upright))
+    finally:
+        upright.close()
+
+
+def decode_photo(
+    data: bytes, limits: DecodeLimits | None = None, detection_side: int = DEFAULT_DETECTION_SIDE
+) -> Photo:
+    """Bytes -> a Photo: full-resolution RGB pixels and a detection copy no longer than detection_side."""
+    upright = _decoded(data, limits)
+    try:
+        small, scale = _detection_copy(upright, detection_side)
+        detection = np.ascontiguousarray(_to_rgb(small))
+        pixels = detection if small is upright else np.ascontiguousarray(_to_rgb(upright))
+        return Photo(pixels, detection, scale)
+    except (OSError, ValueError) as exc:
         raise BadImage(f"the image data is corrupt or truncated: {exc}") from None
     finally:
-        image.close()
+        upright.close()

@@ -13,7 +13,7 @@ from app.face.align import align_face
 from app.face.detector import Detection, DetectorSettings, MtcnnDetector
 from app.face.embedder import Embedder
 from app.face.errors import FaceTooSmall, ManyFaces, NoFace
-from app.face.image import DecodeLimits, decode_image
+from app.face.image import DEFAULT_DETECTION_SIDE, DecodeLimits, Photo, decode_image, decode_photo
 from app.face.manifest import load_manifest
 
 
@@ -24,6 +24,7 @@ class PipelineSettings:
     limits: DecodeLimits = field(default_factory=DecodeLimits)
     min_face_size: float = 32.0
     flip_average: bool = True
+    detection_side: int = DEFAULT_DETECTION_SIDE  # faces are found on a copy no longer than this
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,32 @@ class FacePipeline:
         """Every face, largest first."""
         return largest_first(self.detector.detect(image))
 
+    def decode_photo(self, data: bytes) -> Photo:
+        """Bytes -> full-resolution pixels and a bounded detection copy (typed errors for bad input)."""
+        return decode_photo(data, self.settings.limits, self.settings.detection_side)
+
+    def detect_photo(self, photo: Photo) -> list[Detection]:
+        """Every face of a photo, found on its detection copy, in full-resolution pixels; largest first."""
+        found = self.detect(photo.detection)
+        sx, sy = photo.scale
+        if (sx, sy) == (1.0, 1.0):
+            return found
+
+        def x(value: float) -> float:  # pixel centres: centre i of the copy is at (i + 0.5) / s - 0.5
+            return (value + 0.5) / sx - 0.5
+
+        def y(value: float) -> float:
+            return (value + 0.5) / sy - 0.5
+
+        return [
+            Detection(
+                box=(x(d.box[0]), y(d.box[1]), x(d.box[2]), y(d.box[3])),
+                score=d.score,
+                landmarks=tuple((x(px), y(py)) for px, py in d.landmarks),
+            )
+            for d in found
+        ]
+
     def chip(self, image: npt.NDArray[np.uint8], detection: Detection) -> npt.NDArray[np.uint8]:
         """The aligned chip of one detected face."""
         return align_face(image, detection.landmarks, self.embedder.template, self.embedder.chip_size[0])
@@ -97,8 +124,8 @@ class FacePipeline:
         vectors = self.embed_chips(chips)
         return [Face(d, v) for d, v in zip(detections, vectors, strict=True)]
 
-    def _usable_largest(self, image: npt.NDArray[np.uint8]) -> tuple[Detection, int]:
-        detections = self.detect(image)
+    def _usable_largest(self, photo: Photo) -> tuple[Detection, int]:
+        detections = self.detect_photo(photo)
         if not detections:
             raise NoFace("no face was found in the image")
         largest = detections[0]
@@ -111,24 +138,24 @@ class FacePipeline:
 
     def largest_faces(self, payloads: Sequence[bytes]) -> list[FaceResult]:
         """The largest face of each image (verify, identify), embedded together in one batch."""
-        images = [self.decode(data) for data in payloads]
-        picked = [self._usable_largest(image) for image in images]
-        faces = self.embed(images, [detection for detection, _ in picked])
+        photos = [self.decode_photo(data) for data in payloads]
+        picked = [self._usable_largest(photo) for photo in photos]
+        faces = self.embed([photo.pixels for photo in photos], [detection for detection, _ in picked])
         return [FaceResult(face, count) for face, (_, count) in zip(faces, picked, strict=True)]
 
     def single_face(self, data: bytes, allow_largest: bool = False) -> FaceResult:
         """Exactly one face (enroll); with allow_largest, the largest of several."""
-        image = self.decode(data)
-        detection, count = self._usable_largest(image)
+        photo = self.decode_photo(data)
+        detection, count = self._usable_largest(photo)
         if count > 1 and not allow_largest:
             raise ManyFaces(
                 f"{count} faces were found; send a photo of one person or ask for the largest face"
             )
-        (face,) = self.embed([image], [detection])
+        (face,) = self.embed([photo.pixels], [detection])
         return FaceResult(face, count)
 
     def all_faces(self, data: bytes) -> list[Face]:
         """Every face large enough to embed, largest first."""
-        image = self.decode(data)
-        usable = [d for d in self.detect(image) if d.size >= self.settings.min_face_size]
-        return self.embed([image] * len(usable), usable)
+        photo = self.decode_photo(data)
+        usable = [d for d in self.detect_photo(photo) if d.size >= self.settings.min_face_size]
+        return self.embed([photo.pixels] * len(usable), usable)

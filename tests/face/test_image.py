@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from app.face.errors import BadImage, ImageTooLarge
-from app.face.image import DecodeLimits, decode_image
+from app.face.image import DecodeLimits, decode_image, decode_photo
 from tests.face.bad_images import bad_corpus, encode, sample
 
 CORPUS = bad_corpus()
@@ -109,3 +109,37 @@ def test_exif_orientation_is_applied(photos: list[Path]) -> None:
 def test_a_non_image_is_bad() -> None:
     with pytest.raises(BadImage, match="not an image"):
         decode_image(bytes(range(256)) * 4)
+
+
+def test_a_photo_keeps_its_pixels_and_a_bounded_detection_copy(photos: list[Path]) -> None:
+    upright = Image.open(next(p for p in photos if p.name == "obama.jpg")).convert("RGB")
+    big = upright.resize((upright.width * 4, upright.height * 4), Image.Resampling.BICUBIC)
+    photo = decode_photo(encode(big, "PNG"), detection_side=640)
+    assert photo.pixels.shape == (big.height, big.width, 3)
+    assert np.array_equal(photo.pixels, np.asarray(big))
+    assert max(photo.detection.shape[:2]) == 640
+    sx, sy = photo.scale
+    assert photo.detection.shape[1] == round(big.width * sx) and photo.detection.shape[0] == round(
+        big.height * sy
+    )
+    # A photo within the side is its own detection copy.
+    small = decode_photo(encode(upright, "PNG"), detection_side=4096)
+    assert small.scale == (1.0, 1.0) and small.detection is small.pixels
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "P", "RGBA", "I;16", "CMYK"])
+def test_every_mode_gets_a_detection_copy_like_its_pixels(mode: str) -> None:
+    gray = np.tile(np.arange(0, 256, 1, dtype=np.uint8), (64, 8))  # 64 x 2048 ramp
+    source = {
+        "L": Image.fromarray(gray),
+        "LA": Image.fromarray(gray).convert("LA"),
+        "P": Image.fromarray(gray).convert("RGB").convert("P"),
+        "RGBA": Image.fromarray(gray).convert("RGBA"),
+        "I;16": Image.fromarray(gray.astype(np.uint16) * 257),
+        "CMYK": Image.fromarray(gray).convert("RGB").convert("CMYK"),
+    }[mode]
+    photo = decode_photo(encode(source, "TIFF" if mode == "CMYK" else "PNG"), detection_side=512)
+    assert photo.detection.shape == (16, 512, 3) and photo.detection.dtype == np.uint8
+    # The copy shows what the pixels show (scaled 16-bit, flattened alpha), only smaller.
+    shrunk = np.asarray(Image.fromarray(photo.pixels).resize((512, 16), Image.Resampling.BILINEAR))
+    assert np.abs(photo.detection.astype(int) - shrunk.astype(int)).mean() < 3, mode

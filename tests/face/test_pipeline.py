@@ -84,3 +84,23 @@ def test_flip_averaging_keeps_unit_vectors_close_to_plain_ones(
     flipped = pipeline.embedder.embed(chip, flip_average=True)[0]
     assert np.linalg.norm(flipped) == pytest.approx(1.0, abs=1e-5)
     assert 0.95 < float(plain @ flipped) < 1.0 - 1e-6
+
+
+def test_faces_in_a_big_photo_are_found_on_a_bounded_copy_and_embedded_from_full_pixels(
+    pipeline: FacePipeline, photos: list[Path]
+) -> None:
+    original = Image.open(photo(photos, "obama.jpg")).convert("RGB")
+    big = original.resize((original.width * 4, original.height * 4), Image.Resampling.BICUBIC)
+    small_face = pipeline.largest_faces([_bytes(photos, "obama.jpg")])[0].face
+    bounded = FacePipeline(pipeline.detector, pipeline.embedder, PipelineSettings(detection_side=800))
+    photo_big = bounded.decode_photo(_png(np.asarray(big)))
+    assert max(photo_big.detection.shape[:2]) == 800
+    (face,) = bounded.largest_faces([_png(np.asarray(big))])
+    # Boxes and landmarks come back in the big photo's own pixels: four times the original's, give or
+    # take what MTCNN moves between scales (a few percent of the face).
+    width = small_face.detection.box[2] - small_face.detection.box[0]
+    assert np.allclose(np.array(face.face.detection.box) / 4, small_face.detection.box, atol=0.05 * width)
+    landmarks = np.array(face.face.detection.landmarks) / 4
+    assert np.allclose(landmarks, small_face.detection.landmarks, atol=0.03 * width)
+    # The chip is cut from the full-resolution pixels: the same person, the same embedding nearly.
+    assert float(face.face.embedding @ small_face.embedding) > 0.97

@@ -27,7 +27,7 @@ async def detect(
     data = await read_image(image, settings)
 
     def find() -> list[Detection]:
-        return pipeline.detect(pipeline.decode(data))
+        return pipeline.detect_photo(pipeline.decode_photo(data))
 
     detections = await gate.run(find)
     return DetectResponse(faces=[FaceOut.of(d) for d in detections], count=len(detections))
