@@ -57,7 +57,7 @@ def ours(pipeline: FacePipeline, data: bytes) -> dict[str, float]:
     t1 = time.perf_counter()
     detections = pipeline.detect_photo(photo)
     t2 = time.perf_counter()
-    chips = np.stack([pipeline.chip(photo.pixels, detections[0])]) if detections else None
+    chips = np.stack([pipeline.photo_chip(photo, detections[0])]) if detections else None
     t3 = time.perf_counter()
     if chips is not None:
         pipeline.embedder.embed(chips, flip_average=pipeline.settings.flip_average)

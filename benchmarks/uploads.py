@@ -2,9 +2,11 @@
 
 Run: .venv/bin/python -m benchmarks.uploads
 Each case runs in a fresh process (peak RSS growth from getrusage), the serving path (faces found on a
-copy no longer than FV_DETECTION_SIDE, chips cut from the full pixels) beside detection on the full
-pixels as it was before, on the same bytes. Cases: an 8000x5000 grey PNG (49 KB: cheap to send, costly
-to decode), 12 MP and 40 MP JPEGs of a real face (an lfw-dev photo upscaled), and four grey PNGs at once.
+copy no longer than FV_DETECTION_SIDE, big JPEGs decoded at the scale each step needs, chips cut from
+full-resolution detail) beside detection on every pixel as it was before, on the same bytes. Cases: 8000x5000
+grey and RGB PNGs (49 and 124 KB: cheap to send, costly to decode; the RGB one is the worst case within
+the pixel limit), 12 MP and 40 MP JPEGs of a real face (an lfw-dev photo upscaled), and four PNGs at once
+(the default number of inference workers).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from tests.assets import LFW_DEV
 FACE = LFW_DEV / "images" / "Aaron_Peirsol" / "Aaron_Peirsol_0001.jpg"
 CASES = {
     "grey_png_8000x5000": ("png", (8000, 5000)),
+    "rgb_png_8000x5000": ("rgb-png", (8000, 5000)),
     "jpeg_12mp_4000x3000": ("jpeg", (4000, 3000)),
     "jpeg_40mp_8000x5000": ("jpeg", (8000, 5000)),
 }
@@ -40,6 +43,8 @@ def payload(kind: str, size: tuple[int, int]) -> bytes:
     buffer = io.BytesIO()
     if kind == "png":
         Image.new("L", size, 128).save(buffer, "PNG")
+    elif kind == "rgb-png":  # the worst case within the pixel limit: decoded whole, three channels
+        Image.new("RGB", size, (128, 96, 64)).save(buffer, "PNG")
     else:
         with Image.open(FACE) as face:
             face.convert("RGB").resize(size, Image.Resampling.BICUBIC).save(buffer, "JPEG", quality=92)
@@ -94,6 +99,36 @@ def measure(case: str, path: str, copies: int, models: Path) -> dict[str, Any]:
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
+def verify_over_http(models: Path, repeats: int = 7) -> dict[str, Any]:
+    """Median /verify latency on a real server (loopback) with a 12 MP JPEG against an LFW photo, and
+    with two 12 MP JPEGs; the server started fresh, one warm-up request each."""
+    import statistics
+    import tempfile
+
+    import httpx
+
+    from tests.server import running_server
+
+    phone = payload("jpeg", (4000, 3000))
+    pairs = {"12mp_and_250px": (phone, FACE.read_bytes()), "12mp_and_12mp": (phone, phone)}
+    found: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as folder, running_server(models, Path(folder) / "data") as url:
+        for name, (a, b) in pairs.items():
+            files = {"image_a": ("a.jpg", a, "image/jpeg"), "image_b": ("b.jpg", b, "image/jpeg")}
+            times = []
+            for attempt in range(repeats + 1):
+                started = time.perf_counter()
+                response = httpx.post(f"{url}/verify", files=files, timeout=60)
+                elapsed = (time.perf_counter() - started) * 1000
+                response.raise_for_status()
+                if attempt:  # the first one warms the server's sessions for these sizes
+                    times.append(elapsed)
+            median, worst = statistics.median(times), max(times)
+            found[name] = {"median_ms": round(median, 1), "max_ms": round(worst, 1)}
+            print(f"/verify {name:16} median {median:7.1f} ms, max {worst:7.1f} ms")
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -101,7 +136,7 @@ def main() -> None:
     parser.add_argument("--models", type=Path, default=Path("models"))
     args = parser.parse_args()
     figures: dict[str, Any] = {}
-    runs = [(case, 1) for case in CASES] + [("grey_png_8000x5000", 4)]
+    runs = [(case, 1) for case in CASES] + [("grey_png_8000x5000", 4), ("rgb_png_8000x5000", 4)]
     for case, copies in runs:
         label = case if copies == 1 else f"{case}_x{copies}"
         # Four full-pixel runs of the grey PNG would take about 14 GB: only the bounded path runs four.
@@ -110,7 +145,10 @@ def main() -> None:
         for path, row in figures[label].items():
             growth, ms = row["peak_rss_growth_mb"], row["seconds"] * 1000
             print(f"{label:28} {path:8} {ms:8.0f} ms  peak RSS +{growth:7.1f} MB  faces {row['faces']}")
-    recorded = write_results("uploads", {"detection_side": DEFAULT_DETECTION_SIDE, "cases": figures})
+    verify = verify_over_http(args.models)
+    recorded = write_results(
+        "uploads", {"detection_side": DEFAULT_DETECTION_SIDE, "cases": figures, "verify_http": verify}
+    )
     print(f"recorded in {recorded}")
 
 

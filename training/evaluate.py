@@ -51,7 +51,7 @@ def central_face(pipeline: FacePipeline, path: Path) -> tuple[np.ndarray, Detect
     OSError or ImageError when the file cannot be read as an image."""
     photo = pipeline.decode_photo(path.read_bytes())
     detections = pipeline.detect_photo(photo)
-    image = photo.pixels
+    image = photo.pixels()
     return image, (_nearest_centre(detections, image) if detections else None), len(detections)
 
 

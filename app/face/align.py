@@ -55,6 +55,13 @@ def chip_to_image_transform(landmarks: Points, template: Points) -> npt.NDArray[
     return similarity_transform(template, landmarks)
 
 
+def pyramid_factor(chip_to_image: npt.NDArray[np.float64]) -> int:
+    """How many times (a power of two) the source is averaged down before a chip is sampled from it:
+    halving as dlib's pyramid does, until at most 2 source pixels remain per chip pixel."""
+    shrink = math.sqrt(abs(np.linalg.det(chip_to_image[:, :2])))  # source pixels per chip pixel
+    return 2 ** math.floor(math.log2(shrink)) if shrink > _MAX_SHRINK else 1
+
+
 def _crop(
     image: npt.NDArray[np.uint8], left: int, top: int, right: int, bottom: int
 ) -> npt.NDArray[np.uint8]:
@@ -75,14 +82,12 @@ def warp_chip(
     Coordinates put pixel centres on integers; outside the image is black.
     """
     matrix = chip_to_image.copy()
-    shrink = math.sqrt(abs(np.linalg.det(matrix[:, :2])))  # source pixels per chip pixel
     # Only the chip's footprint (and a margin for the bilinear taps) is handed to Pillow: a big photo
     # is never copied whole.
     corners = apply_transform(matrix, [(0, 0), (size - 1, 0), (0, size - 1), (size - 1, size - 1)])
     left, top = np.floor(corners.min(axis=0)).astype(int) - 2
     right, bottom = np.ceil(corners.max(axis=0)).astype(int) + 2
-    # Halve as dlib's pyramid does, until at most 2 source pixels remain per chip pixel.
-    factor = 2 ** math.floor(math.log2(shrink)) if shrink > _MAX_SHRINK else 1
+    factor = pyramid_factor(matrix)
     right += (factor - (right - left) % factor) % factor
     bottom += (factor - (bottom - top) % factor) % factor
     picture = Image.fromarray(_crop(image, int(left), int(top), int(right), int(bottom)))

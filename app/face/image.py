@@ -61,7 +61,7 @@ def _open(data: bytes, limits: DecodeLimits) -> Image.Image:
     return image
 
 
-def _to_rgb(image: Image.Image) -> npt.NDArray[np.uint8]:
+def to_rgb(image: Image.Image) -> npt.NDArray[np.uint8]:
     """Any Pillow mode -> RGB uint8; high-bit-depth modes are scaled, not clipped."""
     mode = image.mode
     if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
@@ -86,23 +86,14 @@ def _to_rgb(image: Image.Image) -> npt.NDArray[np.uint8]:
     return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 
-@dataclass(frozen=True)
-class Photo:
-    """A decoded photo: its full-resolution pixels, where chips are cut, and a copy of bounded size,
-    where faces are looked for."""
-
-    pixels: npt.NDArray[np.uint8]  # (H, W, 3) RGB, upright
-    detection: npt.NDArray[np.uint8]  # (h, w, 3) RGB, the longer side at most the detection side
-    scale: tuple[float, float]  # detection pixels per full-resolution pixel, along x and y
-
-
-def _detection_copy(upright: Image.Image, side: int) -> tuple[Image.Image, tuple[float, float]]:
+def detection_copy(upright: Image.Image, side: int) -> Image.Image:
+    """A copy whose longer side is `side` (the image itself when it is no longer), in a mode to_rgb takes."""
     width, height = upright.size
     if max(width, height) <= side:
-        return upright, (1.0, 1.0)
+        return upright
     factor = side / max(width, height)
     size = (max(1, round(width * factor)), max(1, round(height * factor)))
-    # Into a mode Pillow resizes, keeping what _to_rgb needs: alpha (flattened on white) and 16 bits.
+    # Into a mode Pillow resizes, keeping what to_rgb needs: alpha (flattened on white) and 16 bits.
     if upright.mode in ("LA", "PA", "La", "RGBa") or "transparency" in upright.info:
         upright = upright.convert("RGBA")
     elif upright.mode.startswith("I;16"):
@@ -112,13 +103,34 @@ def _detection_copy(upright: Image.Image, side: int) -> tuple[Image.Image, tuple
     # An integer block average first (fast, and no full-size intermediate), then bilinear to the size.
     whole = max(width, height) // side
     reduced = upright.reduce(whole) if whole > 1 else upright
-    small = reduced.resize(size, Image.Resampling.BILINEAR)
-    return small, (size[0] / width, size[1] / height)
+    return reduced.resize(size, Image.Resampling.BILINEAR)
 
 
-def _decoded(data: bytes, limits: DecodeLimits | None) -> Image.Image:
+def peek_jpeg(data: bytes, limits: DecodeLimits | None = None) -> tuple[int, int] | None:
+    """A JPEG's upright (width, height) from its header alone (its EXIF comes before the pixels); None
+    for another format. The limits' refusals apply."""
     image = _open(data, limits or DecodeLimits())
     try:
+        if image.format not in ("JPEG", "MPO"):
+            return None
+        width, height = image.size
+        turned = image.getexif().get(_ORIENTATION, 1) in (5, 6, 7, 8)  # a quarter turn either way
+        return (height, width) if turned else (width, height)
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise BadImage(f"the image header is unreadable: {exc}") from None
+    finally:
+        image.close()
+
+
+def decoded(data: bytes, limits: DecodeLimits | None, reduction: int = 1) -> Image.Image:
+    """The upright first frame; a JPEG decoded at 1/reduction of its size (1, 2, 4 or 8) by libjpeg's
+    scaled decoding, which never makes the full-size image."""
+    image = _open(data, limits or DecodeLimits())
+    try:
+        if reduction > 1:
+            width, height = image.size
+            # Pillow picks the largest libjpeg scale that keeps at least the size asked for.
+            image.draft(image.mode, (max(1, width // reduction), max(1, height // reduction)))
         image.seek(0)  # animated GIF / multi-page TIFF: the first frame
         image.load()
         if image.getexif().get(_ORIENTATION, 1) == 1:
@@ -131,24 +143,8 @@ def _decoded(data: bytes, limits: DecodeLimits | None) -> Image.Image:
 
 def decode_image(data: bytes, limits: DecodeLimits | None = None) -> npt.NDArray[np.uint8]:
     """Bytes -> (H, W, 3) RGB uint8, upright per EXIF; typed errors for every bad input."""
-    upright = _decoded(data, limits)
+    upright = decoded(data, limits)
     try:
-        return np.ascontiguousarray(_to_rgb(upright))
-    finally:
-        upright.close()
-
-
-def decode_photo(
-    data: bytes, limits: DecodeLimits | None = None, detection_side: int = DEFAULT_DETECTION_SIDE
-) -> Photo:
-    """Bytes -> a Photo: full-resolution RGB pixels and a detection copy no longer than detection_side."""
-    upright = _decoded(data, limits)
-    try:
-        small, scale = _detection_copy(upright, detection_side)
-        detection = np.ascontiguousarray(_to_rgb(small))
-        pixels = detection if small is upright else np.ascontiguousarray(_to_rgb(upright))
-        return Photo(pixels, detection, scale)
-    except (OSError, ValueError) as exc:
-        raise BadImage(f"the image data is corrupt or truncated: {exc}") from None
+        return np.ascontiguousarray(to_rgb(upright))
     finally:
         upright.close()

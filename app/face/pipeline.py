@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from app.face.align import align_face
+from app.face.align import align_face, chip_to_image_transform, pyramid_factor
 from app.face.detector import Detection, DetectorSettings, MtcnnDetector
 from app.face.embedder import Embedder
 from app.face.errors import FaceTooSmall, ManyFaces, NoFace
-from app.face.image import DEFAULT_DETECTION_SIDE, DecodeLimits, Photo, decode_image, decode_photo
+from app.face.image import DEFAULT_DETECTION_SIDE, DecodeLimits, decode_image
 from app.face.manifest import load_manifest
+from app.face.photo import Photo
 
 
 @dataclass(frozen=True)
@@ -87,8 +88,8 @@ class FacePipeline:
         return largest_first(self.detector.detect(image))
 
     def decode_photo(self, data: bytes) -> Photo:
-        """Bytes -> full-resolution pixels and a bounded detection copy (typed errors for bad input)."""
-        return decode_photo(data, self.settings.limits, self.settings.detection_side)
+        """Bytes -> a Photo: a bounded detection copy, and pixels for chips (typed errors for bad input)."""
+        return Photo(data, self.settings.limits, self.settings.detection_side)
 
     def detect_photo(self, photo: Photo) -> list[Detection]:
         """Every face of a photo, found on its detection copy, in full-resolution pixels; largest first."""
@@ -116,6 +117,25 @@ class FacePipeline:
         """The aligned chip of one detected face."""
         return align_face(image, detection.landmarks, self.embedder.template, self.embedder.chip_size[0])
 
+    def photo_chip(self, photo: Photo, detection: Detection) -> npt.NDArray[np.uint8]:
+        """The aligned chip of a face of a photo, from the coarsest pixels that hold all the detail the
+        chip keeps (a JPEG's face five times the chip's size is cut from its 1/2 or 1/4 decoding)."""
+        factor = pyramid_factor(chip_to_image_transform(detection.landmarks, self.embedder.template))
+        reduction = photo.reduction_for(factor)
+        offset = (reduction - 1) / 2.0
+        landmarks = [((x - offset) / reduction, (y - offset) / reduction) for x, y in detection.landmarks]
+        return align_face(
+            photo.pixels(reduction), landmarks, self.embedder.template, self.embedder.chip_size[0]
+        )
+
+    def embed_photos(self, photos: Sequence[Photo], detections: Sequence[Detection]) -> list[Face]:
+        """Embed the i-th detection of the i-th photo, all in one batch."""
+        if not detections:
+            return []
+        chips = np.stack([self.photo_chip(photo, d) for photo, d in zip(photos, detections, strict=True)])
+        vectors = self.embed_chips(chips)
+        return [Face(d, v) for d, v in zip(detections, vectors, strict=True)]
+
     def embed(self, images: Sequence[npt.NDArray[np.uint8]], detections: Sequence[Detection]) -> list[Face]:
         """Embed the i-th detection of the i-th image, all in one batch."""
         if not detections:
@@ -140,7 +160,7 @@ class FacePipeline:
         """The largest face of each image (verify, identify), embedded together in one batch."""
         photos = [self.decode_photo(data) for data in payloads]
         picked = [self._usable_largest(photo) for photo in photos]
-        faces = self.embed([photo.pixels for photo in photos], [detection for detection, _ in picked])
+        faces = self.embed_photos(photos, [detection for detection, _ in picked])
         return [FaceResult(face, count) for face, (_, count) in zip(faces, picked, strict=True)]
 
     def single_face(self, data: bytes, allow_largest: bool = False) -> FaceResult:
@@ -151,11 +171,11 @@ class FacePipeline:
             raise ManyFaces(
                 f"{count} faces were found; send a photo of one person or ask for the largest face"
             )
-        (face,) = self.embed([photo.pixels], [detection])
+        (face,) = self.embed_photos([photo], [detection])
         return FaceResult(face, count)
 
     def all_faces(self, data: bytes) -> list[Face]:
         """Every face large enough to embed, largest first."""
         photo = self.decode_photo(data)
         usable = [d for d in self.detect_photo(photo) if d.size >= self.settings.min_face_size]
-        return self.embed([photo.pixels] * len(usable), usable)
+        return self.embed_photos([photo] * len(usable), usable)

@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from app.face.errors import BadImage, ImageTooLarge
-from app.face.image import DecodeLimits, decode_image, decode_photo
+from app.face.image import DecodeLimits, decode_image
+from app.face.photo import Photo
 from tests.face.bad_images import bad_corpus, encode, sample
 
 CORPUS = bad_corpus()
@@ -114,17 +115,44 @@ def test_a_non_image_is_bad() -> None:
 def test_a_photo_keeps_its_pixels_and_a_bounded_detection_copy(photos: list[Path]) -> None:
     upright = Image.open(next(p for p in photos if p.name == "obama.jpg")).convert("RGB")
     big = upright.resize((upright.width * 4, upright.height * 4), Image.Resampling.BICUBIC)
-    photo = decode_photo(encode(big, "PNG"), detection_side=640)
-    assert photo.pixels.shape == (big.height, big.width, 3)
-    assert np.array_equal(photo.pixels, np.asarray(big))
+    photo = Photo(encode(big, "PNG"), detection_side=640)
+    assert photo.size == big.size and photo.reductions == (1,)  # a PNG decodes whole
+    assert np.array_equal(photo.pixels(), np.asarray(big))
     assert max(photo.detection.shape[:2]) == 640
     sx, sy = photo.scale
-    assert photo.detection.shape[1] == round(big.width * sx) and photo.detection.shape[0] == round(
-        big.height * sy
-    )
-    # A photo within the side is its own detection copy.
-    small = decode_photo(encode(upright, "PNG"), detection_side=4096)
-    assert small.scale == (1.0, 1.0) and small.detection is small.pixels
+    assert photo.detection.shape[:2] == (round(big.height * sy), round(big.width * sx))
+    # A photo within the side is its own detection copy, and decodes whole even as a JPEG.
+    small = Photo(encode(upright, "JPEG"), detection_side=4096)
+    assert small.scale == (1.0, 1.0) and small.detection is small.pixels() and small.reductions == (1,)
+
+
+def test_a_big_jpeg_decodes_at_the_reduction_asked_for(photos: list[Path]) -> None:
+    upright = Image.open(next(p for p in photos if p.name == "obama.jpg")).convert("RGB")
+    big = upright.resize((4001, 2999), Image.Resampling.BICUBIC)
+    photo = Photo(encode(big, "JPEG", quality=95), detection_side=1280)
+    assert photo.reductions == (1, 2, 4, 8) and max(photo.detection.shape[:2]) == 1280
+    full = photo.pixels(1).astype(np.float64)
+    for r in (2, 4, 8):
+        reduced = photo.pixels(r)
+        assert reduced.shape[:2] == (-(-2999 // r), -(-4001 // r))
+        # Each reduced pixel is about the mean of its r x r block of the full decoding.
+        blocks = (
+            full[: 2999 // r * r, : 4001 // r * r].reshape(2999 // r, r, 4001 // r, r, 3).mean(axis=(1, 3))
+        )
+        assert np.abs(reduced[: 2999 // r, : 4001 // r] - blocks).mean() < 2.0, r
+    with pytest.raises(ValueError):
+        photo.pixels(3)
+
+
+def test_a_sideways_jpeg_is_upright_at_every_reduction(photos: list[Path]) -> None:
+    upright = Image.open(next(p for p in photos if p.name == "obama.jpg")).convert("RGB")
+    big = upright.resize((upright.width * 3, upright.height * 3), Image.Resampling.BICUBIC)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    photo = Photo(encode(big.transpose(Image.Transpose.ROTATE_90), "JPEG", exif=exif.tobytes()))
+    assert photo.size == big.size
+    for r in photo.reductions:
+        assert photo.pixels(r).shape[:2] == (-(-big.height // r), -(-big.width // r))
 
 
 @pytest.mark.parametrize("mode", ["L", "LA", "P", "RGBA", "I;16", "CMYK"])
@@ -138,8 +166,8 @@ def test_every_mode_gets_a_detection_copy_like_its_pixels(mode: str) -> None:
         "I;16": Image.fromarray(gray.astype(np.uint16) * 257),
         "CMYK": Image.fromarray(gray).convert("RGB").convert("CMYK"),
     }[mode]
-    photo = decode_photo(encode(source, "TIFF" if mode == "CMYK" else "PNG"), detection_side=512)
+    photo = Photo(encode(source, "TIFF" if mode == "CMYK" else "PNG"), detection_side=512)
     assert photo.detection.shape == (16, 512, 3) and photo.detection.dtype == np.uint8
     # The copy shows what the pixels show (scaled 16-bit, flattened alpha), only smaller.
-    shrunk = np.asarray(Image.fromarray(photo.pixels).resize((512, 16), Image.Resampling.BILINEAR))
+    shrunk = np.asarray(Image.fromarray(photo.pixels()).resize((512, 16), Image.Resampling.BILINEAR))
     assert np.abs(photo.detection.astype(int) - shrunk.astype(int)).mean() < 3, mode

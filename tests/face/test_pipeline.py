@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from app.face.align import chip_to_image_transform, pyramid_factor
 from app.face.errors import FaceTooSmall, ManyFaces, NoFace
 from app.face.pipeline import FacePipeline, PipelineSettings
 from tests.conftest import photo
@@ -104,3 +105,19 @@ def test_faces_in_a_big_photo_are_found_on_a_bounded_copy_and_embedded_from_full
     assert np.allclose(landmarks, small_face.detection.landmarks, atol=0.03 * width)
     # The chip is cut from the full-resolution pixels: the same person, the same embedding nearly.
     assert float(face.face.embedding @ small_face.embedding) > 0.97
+
+
+def test_a_big_jpegs_face_is_cut_from_its_reduced_decoding_as_from_its_full_pixels(
+    pipeline: FacePipeline, photos: list[Path]
+) -> None:
+    original = Image.open(photo(photos, "obama.jpg")).convert("RGB")
+    big = original.resize((original.width * 4, original.height * 4), Image.Resampling.BICUBIC)
+    buffer = io.BytesIO()
+    big.save(buffer, "JPEG", quality=95)
+    decoded = pipeline.decode_photo(buffer.getvalue())
+    face = pipeline.detect_photo(decoded)[0]
+    factor = pyramid_factor(chip_to_image_transform(face.landmarks, pipeline.embedder.template))
+    assert decoded.reduction_for(factor) > 1  # this face needs less than the full pixels
+    fast, whole = pipeline.photo_chip(decoded, face), pipeline.chip(decoded.pixels(1), face)
+    embedded = pipeline.embedder.embed(np.stack([fast, whole]), flip_average=True)
+    assert float(embedded[0] @ embedded[1]) > 0.9995
