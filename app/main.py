@@ -22,6 +22,7 @@ from app.face.pipeline import FacePipeline
 from app.face.runtime import available_providers, configure_threads
 from app.gallery.gallery import Gallery
 from app.gallery.index import gpu_count
+from app.gallery.lock import DataDirLock
 
 log = logging.getLogger("faceverify")
 
@@ -32,6 +33,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Two servers on one embedded gallery would drift apart: the second is refused.
+        with DataDirLock(settings.data_dir):
+            async with serving(app):
+                yield
+
+    @asynccontextmanager
+    async def serving(app: FastAPI) -> AsyncIterator[None]:
         configure_threads(settings.inference_threads)
         pipeline = FacePipeline.from_models(
             settings.models_dir, settings.pipeline_settings(), settings.detector_settings()

@@ -43,6 +43,12 @@ class GalleryModelMismatch(GalleryError):
     code = "gallery_model_mismatch"
 
 
+class DataDirLocked(GalleryError):
+    """Another server holds the data directory."""
+
+    code = "data_dir_locked"
+
+
 class InvalidEmbedding(GalleryError):
     """A vector of the wrong size, not finite, or not of unit length."""
 

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form
 
 from app.api.deps import ApiKey, GalleryDep, GateDep, KeysDep
+from app.api.fields import checked_id
 from app.api.schemas import CollectionOut, Deleted
 
 router = APIRouter(prefix="/collections", tags=["gallery"])
@@ -33,7 +34,7 @@ async def create_collection(
 ) -> CollectionOut:
     """A new, empty collection."""
     keys.check(api_key, name)
-    created = gallery.create_collection(name)
+    created = gallery.create_collection(checked_id(name, "name"))
     return CollectionOut(name=created.name, model_id=created.model_id, faces=0, created_at=created.created_at)
 
 

@@ -3,31 +3,19 @@
 from __future__ import annotations
 
 import hashlib
-import json
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile
 
 from app.api.deps import ApiKey, GalleryDep, GateDep, KeysDep, PipelineDep, SettingsDep, read_image
 from app.api.errors import ApiError
+from app.api.fields import checked_id, parse_metadata
 from app.api.schemas import EnrollResponse
 from app.face.pipeline import FaceResult
 from app.gallery.store import Enrollment, NewFace
 
 router = APIRouter(tags=["gallery"])
 MAX_IMAGES = 10
-
-
-def _metadata(raw: str | None) -> dict[str, Any] | None:
-    if raw is None:
-        return None
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        raise ApiError(422, "invalid_field", "metadata must be a JSON object") from None
-    if not isinstance(value, dict):
-        raise ApiError(422, "invalid_field", "metadata must be a JSON object")
-    return value
 
 
 @router.post("/enroll", response_model=EnrollResponse, status_code=201)
@@ -49,7 +37,9 @@ async def enroll(
     keys.check(api_key, collection)
     if not 1 <= len(images) <= MAX_IMAGES:
         raise ApiError(422, "invalid_field", f"send 1 to {MAX_IMAGES} images")
-    extra = _metadata(metadata)
+    checked_id(subject_id, "subject_id")
+    checked_id(collection, "collection")
+    extra = parse_metadata(metadata)
     payloads = [await read_image(upload, settings) for upload in images]
 
     def embed_all() -> list[FaceResult]:
