@@ -58,6 +58,7 @@ _STATUS: list[tuple[type[Exception], int]] = [
     (gallery.SubjectNotFound, 404),
     (gallery.FaceNotFound, 404),
     (gallery.SubjectHasNoFaces, 422),
+    (gallery.InsufficientStorage, 507),
     (gallery.CollectionExists, 409),
     (gallery.GalleryModelMismatch, 409),
     (gallery.InvalidEmbedding, 422),

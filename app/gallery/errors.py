@@ -43,6 +43,12 @@ class GalleryModelMismatch(GalleryError):
     code = "gallery_model_mismatch"
 
 
+class InsufficientStorage(GalleryError):
+    """The disk (or the database's size limit) is full: the write was rolled back, nothing half-written."""
+
+    code = "insufficient_storage"
+
+
 class DataDirLocked(GalleryError):
     """Another server holds the data directory."""
 

@@ -166,6 +166,7 @@ class Gallery:
 
     def _open(self) -> StartupReport:
         started = time.perf_counter()
+        self._remove_partials()
         self._check_models()
         self._refresh_cohort_stats()
         loaded, rebuilt = {}, {}
@@ -183,13 +184,31 @@ class Gallery:
         return report
 
     def save_snapshots(self) -> None:
-        """Write every collection's index, so the next start need not rebuild it."""
-        self.snapshots.mkdir(parents=True, exist_ok=True)
+        """Write every collection's index, so the next start need not rebuild it; a snapshot that cannot
+        be written (a full disk) is skipped: SQLite holds the truth and the next start rebuilds."""
+        try:
+            self.snapshots.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            log.warning("index snapshots not written (%s): the next start rebuilds them", error)
+            return
         with self._lock.read():
             for collection in self.store.collections():
                 index = self._indexes.get(collection.id)
-                if index is not None:
+                if index is None:
+                    continue
+                try:
                     index.save(self._snapshot_path(collection))
+                except (OSError, RuntimeError) as error:  # faiss reports a failed write as RuntimeError
+                    log.warning(
+                        "snapshot of %r not written (%s): the next start rebuilds it", collection.name, error
+                    )
+                    self._remove_partials()
+
+    def _remove_partials(self) -> None:
+        """Snapshot files a failed or cut-short write left behind."""
+        if self.snapshots.is_dir():
+            for leftover in self.snapshots.glob("*.partial"):
+                leftover.unlink(missing_ok=True)
 
     # Collections
 

@@ -20,6 +20,7 @@ from app.gallery.errors import (
     CollectionNotFound,
     FaceNotFound,
     GalleryError,
+    InsufficientStorage,
     SubjectNotFound,
 )
 
@@ -167,16 +168,27 @@ class GalleryStore:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One IMMEDIATE transaction at a time: committed on success, rolled back on any error."""
+        """One IMMEDIATE transaction at a time: committed on success, rolled back on any error;
+        InsufficientStorage when the disk is full (reads go on working)."""
         with self._write_lock:
             db = self._connection()
-            db.execute("BEGIN IMMEDIATE")
             try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield db
+                except BaseException:
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                if getattr(exc, "sqlite_errorname", "") != "SQLITE_FULL":
+                    raise
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise InsufficientStorage(
+                    f"the gallery's disk is full ({exc}): nothing was written; free space or delete data"
+                ) from None
 
     def close(self) -> None:
         """Close this thread's connection."""
