@@ -25,7 +25,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     models_dir: Path = Path("models")
     inference_threads: int = 0
-    log_level: str = "info"
+    log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"
     # JSON: {"key": ["collection", ...]} or {"key": ["*"]}; none configured = open, loopback only.
     api_keys: dict[str, list[str]] = {}
     allow_open: bool = False  # serve without keys on a non-loopback address (behind an auth proxy)

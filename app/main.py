@@ -18,6 +18,8 @@ from app.config import Settings
 from app.decision.cohort import Cohort
 from app.decision.points import Decisions
 from app.face.batcher import EmbedBatcher
+from app.face.errors import ModelMismatch
+from app.face.manifest import Artifact
 from app.face.pipeline import FacePipeline
 from app.face.runtime import available_providers, configure_threads
 from app.gallery.gallery import Gallery
@@ -25,6 +27,21 @@ from app.gallery.index import gpu_count
 from app.gallery.lock import DataDirLock
 
 log = logging.getLogger("faceverify")
+
+
+def _check_calibration(artifact: Artifact, settings: Settings) -> None:
+    """Refuse to serve thresholds calibrated on other vectors than the ones the settings make."""
+    calibration = artifact.calibration
+    if calibration is None:
+        log.warning("%s has no score calibration: decisions use its uncalibrated threshold", artifact.id)
+    elif calibration.flip_average != settings.flip_average:
+        measured = "on" if calibration.flip_average else "off"
+        raise ModelMismatch(
+            f"{artifact.id} was calibrated with flip averaging {measured}: "
+            f"FV_FLIP_AVERAGE={str(settings.flip_average).lower()} would decide on other vectors with its "
+            "thresholds; set it back, or calibrate again with the same setting (`faceverify calibrate "
+            f"--install{'' if settings.flip_average else ' --no-flip'}`)"
+        )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -48,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Refuses another model's cohort (CohortMismatch).
         cohort = Cohort.load(settings.models_dir, embedder.artifact)
         decisions = Decisions(embedder.artifact, cohort, settings.verify_far, settings.identify_fpir)
+        _check_calibration(embedder.artifact, settings)
         # Refuses to open a gallery whose faces another model embedded (GalleryModelMismatch).
         gallery = Gallery(
             settings.data_dir,
@@ -87,13 +105,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.verify_far, default.score, default.threshold, settings.identify_fpir,
             decisions.score_for(None, settings.score_normalisation),
         )  # fmt: skip
-        calibration = embedder.artifact.calibration
-        if calibration is None:
-            log.warning("%s has no score calibration: decisions use its uncalibrated threshold",
-                        embedder.model_id)  # fmt: skip
-        elif calibration.flip_average != settings.flip_average:
-            log.warning("the calibration was measured with flip averaging %s: FV_FLIP_AVERAGE differs",
-                        "on" if calibration.flip_average else "off")  # fmt: skip
         if keys.open:
             log.warning("no API keys configured (FV_API_KEYS): the service is open to anyone who reaches it")
         try:

@@ -110,9 +110,8 @@ def add_commands(
         help="models that cut held-out chips (default: ./models)",
     )
     fit.add_argument("--resume", action="store_true", help="continue from the run folder's last.pt")
-    defaults = _fit_options()
-    for name, value in defaults.items():
-        fit.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
+    for name, (value, choices) in _fit_options().items():
+        fit.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value, choices=choices)
     fit.set_defaults(handler=_train_fit)
 
     export = train_sub.add_parser("export", help="export a checkpoint as an ONNX embedder the service loads")
@@ -136,13 +135,21 @@ def add_commands(
     export.set_defaults(handler=_train_export)
 
 
-def _fit_options() -> dict[str, object]:
-    """The fit settings and their defaults, one command-line option each."""
+def _fit_options() -> dict[str, tuple[object, tuple[object, ...] | None]]:
+    """The fit settings, their defaults and (for a Literal setting) the values it takes."""
     import dataclasses
+    import typing
 
     from training.fit_config import FitConfig
 
-    return {f.name: f.default for f in dataclasses.fields(FitConfig)}
+    hints = typing.get_type_hints(FitConfig)
+    return {
+        f.name: (
+            f.default,
+            typing.get_args(hints[f.name]) if typing.get_origin(hints[f.name]) is typing.Literal else None,
+        )
+        for f in dataclasses.fields(FitConfig)
+    }
 
 
 def _train_prepare(args: argparse.Namespace) -> int:

@@ -195,7 +195,8 @@ class FaissIndex:
         if ivf is None:
             return faiss.vector_to_array(cast(faiss.IndexIDMap2, self.index).id_map).astype(np.int64)
         lists = ivf.invlists
-        assert lists is not None
+        if lists is None:
+            raise RuntimeError("faiss returned an IVF index without inverted lists")
         parts = [
             faiss.rev_swig_ptr(lists.get_ids(n), lists.list_size(n)).copy()
             for n in range(ivf.nlist)

@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.config import Settings
+from app.face.errors import ModelMismatch
 from app.gallery.errors import DataDirLocked
 from app.main import create_app
 from tests.conftest import photo
@@ -91,3 +92,19 @@ def test_a_second_server_on_the_same_data_directory_is_refused(models_dir: Path,
     # Once the first has stopped, the directory is free again.
     with TestClient(create_app(settings)) as again:
         assert again.get("/health").status_code == 200
+
+
+def test_the_service_refuses_flip_averaging_other_than_its_calibrations(
+    models_dir: Path, tmp_path: Path
+) -> None:
+    settings = Settings(models_dir=models_dir, data_dir=tmp_path / "data", flip_average=False)
+    with pytest.raises(ModelMismatch, match="calibrated with flip averaging on"):
+        TestClient(create_app(settings)).__enter__()
+    # The refusal came before the gallery was opened: its data directory is free for a right start.
+    with TestClient(create_app(Settings(models_dir=models_dir, data_dir=tmp_path / "data"))) as c:
+        assert c.get("/health").status_code == 200
+
+
+def test_settings_are_validated() -> None:
+    with pytest.raises(ValueError, match="log_level"):
+        Settings(log_level="loud")  # type: ignore[arg-type]

@@ -22,6 +22,7 @@ from app.api.deps import (
 from app.api.errors import ApiError
 from app.api.inference import timed
 from app.api.schemas import FaceOut, ImageFaces, OperatingPointOut, VerifyResponse
+from app.decision.errors import OperatingPointUnsupported
 from app.decision.points import Decisions, Score
 from app.face.pipeline import FaceResult
 
@@ -36,7 +37,8 @@ def _score(
     sims = np.clip(stored @ probe, -1.0, 1.0).astype(np.float32)
     scores = sims
     if score == "snorm":
-        assert decisions.cohort is not None
+        if decisions.cohort is None:  # score_for never picks snorm without one; say so if it did
+            raise OperatingPointUnsupported("normalised scores need the model's cohort")
         probe_mean, probe_sd = decisions.cohort.stats(probe[None])
         face_mean, face_sd = decisions.cohort.stats(stored)
         scores = decisions.cohort.normalise(sims, probe_mean, probe_sd, face_mean, face_sd)
