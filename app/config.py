@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     models_dir: Path = Path("models")
     inference_threads: int = 0
     log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"
+    log_format: Literal["text", "json"] = "text"  # json: one object a line, for log collectors
     # JSON: {"key": ["collection", ...]} or {"key": ["*"]}; none configured = open, loopback only.
     api_keys: dict[str, list[str]] = {}
     allow_open: bool = False  # serve without keys on a non-loopback address (behind an auth proxy)

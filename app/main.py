@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from app.api.audit import RequestIdMiddleware
 from app.api.auth import KeyRing
 from app.api.errors import install_error_handlers
 from app.api.inference import InferenceGate
@@ -119,6 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     install_error_handlers(app)
     install_metrics(app, metrics)
+    app.add_middleware(RequestIdMiddleware)  # outermost: the id covers everything, metrics included
     for module in (verify, enroll, identify, detect, subjects, collections, health):
         app.include_router(module.router)
     return app

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
-import logging
 
 import uvicorn
 
+from app.api.audit import configure_logging
 from app.config import Settings
 from app.main import create_app
 
@@ -31,7 +31,12 @@ def serve(host: str | None = None, port: int | None = None) -> None:
             f"refusing to serve on {settings.host} without API keys: set FV_API_KEYS, bind to "
             "127.0.0.1, or set FV_ALLOW_OPEN=true where something in front of the service checks callers"
         )
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    configure_logging(settings.log_level, settings.log_format == "json")
+    # log_config=None: uvicorn's own loggers go through the one handler, request id and all.
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        log_config=None,
     )
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)

@@ -228,15 +228,15 @@ class Gallery:
             self._indexes[collection.id] = self._new_index()
             return collection
 
-    def delete_collection(self, name: str) -> int:
-        """Delete a collection, its subjects and faces; the number of faces deleted."""
+    def delete_collection(self, name: str) -> list[int]:
+        """Delete a collection, its subjects and faces; the ids of the faces deleted."""
         with self._lock.write():
             collection = self.store.collection(name)
             face_ids = self.store.delete_collection(name)
             self._indexes.pop(collection.id, None)
             for suffix in (".faiss", ".json"):
                 self._snapshot_path(collection).with_suffix(suffix).unlink(missing_ok=True)
-            return len(face_ids)
+            return face_ids
 
     # Faces
 
@@ -368,13 +368,13 @@ class Gallery:
             for ranking in self.rank(collection_name, probes, top_k)
         ]
 
-    def delete_subject(self, collection_name: str, subject_id: str) -> int:
-        """Delete a subject and its faces from both stores; the number of faces deleted."""
+    def delete_subject(self, collection_name: str, subject_id: str) -> list[int]:
+        """Delete a subject and its faces from both stores; the ids of the faces deleted."""
         with self._lock.write():
             collection = self.store.collection(collection_name)
             face_ids = self.store.delete_subject(collection, subject_id)
             self._indexes[collection.id].remove(np.array(face_ids, dtype=np.int64))
-            return len(face_ids)
+            return face_ids
 
     def delete_face(self, collection_name: str, subject_id: str, face_id: int) -> None:
         """Delete one face of a subject from both stores."""

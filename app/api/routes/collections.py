@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form
 
+from app.api.audit import audit
 from app.api.deps import ApiKey, GalleryDep, GateDep, KeysDep
 from app.api.fields import checked_id
 from app.api.schemas import CollectionOut, Deleted
@@ -35,6 +36,7 @@ async def create_collection(
     """A new, empty collection."""
     keys.check(api_key, name)
     created = gallery.create_collection(checked_id(name, "name"))
+    audit("create_collection", api_key, collection=name)
     return CollectionOut(name=created.name, model_id=created.model_id, faces=0, created_at=created.created_at)
 
 
@@ -44,4 +46,6 @@ async def delete_collection(
 ) -> Deleted:
     """Delete a collection with all its subjects and faces."""
     keys.check(api_key, name)
-    return Deleted(deleted_faces=await gate.run(gallery.delete_collection, name))
+    face_ids = await gate.run(gallery.delete_collection, name)
+    audit("delete_collection", api_key, collection=name, face_ids=face_ids)
+    return Deleted(deleted_faces=len(face_ids))

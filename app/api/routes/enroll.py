@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile
 
+from app.api.audit import audit
 from app.api.deps import ApiKey, GalleryDep, GateDep, KeysDep, PipelineDep, SettingsDep, read_image
 from app.api.errors import ApiError
 from app.api.fields import checked_id, parse_metadata
@@ -53,6 +54,7 @@ async def enroll(
         for r, data in zip(results, payloads, strict=True)
     ]
     (face_ids,) = await gate.run(gallery.enroll, collection, [Enrollment(subject_id, faces, name, extra)])
+    audit("enroll", api_key, collection=collection, subject=subject_id, face_ids=face_ids)
     return EnrollResponse(
         collection=collection,
         subject_id=subject_id,

@@ -6,7 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from app.api.deps import AllowedCollection, GalleryDep, GateDep
+from app.api.audit import audit
+from app.api.deps import AllowedCollection, ApiKey, GalleryDep, GateDep
 from app.api.schemas import Deleted, SubjectOut, SubjectPage
 from app.gallery.store import Subject
 
@@ -53,9 +54,12 @@ async def delete_subject(
     gallery: GalleryDep,
     gate: GateDep,
     collection: AllowedCollection,
+    api_key: ApiKey = None,
 ) -> Deleted:
     """Delete a subject and every face of it."""
-    return Deleted(deleted_faces=await gate.run(gallery.delete_subject, collection, subject_id))
+    face_ids = await gate.run(gallery.delete_subject, collection, subject_id)
+    audit("delete_subject", api_key, collection=collection, subject=subject_id, face_ids=face_ids)
+    return Deleted(deleted_faces=len(face_ids))
 
 
 @router.delete("/{subject_id}/faces/{face_id}", response_model=Deleted)
@@ -65,7 +69,9 @@ async def delete_face(
     gallery: GalleryDep,
     gate: GateDep,
     collection: AllowedCollection,
+    api_key: ApiKey = None,
 ) -> Deleted:
     """Delete one face of a subject."""
     await gate.run(gallery.delete_face, collection, subject_id, face_id)
+    audit("delete_face", api_key, collection=collection, subject=subject_id, face_ids=[face_id])
     return Deleted(deleted_faces=1)
