@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -108,3 +110,32 @@ def test_the_service_refuses_flip_averaging_other_than_its_calibrations(
 def test_settings_are_validated() -> None:
     with pytest.raises(ValueError, match="log_level"):
         Settings(log_level="loud")  # type: ignore[arg-type]
+
+
+def test_a_write_holding_the_gallery_does_not_stall_other_requests(models_dir: Path, tmp_path: Path) -> None:
+    settings = Settings(models_dir=models_dir, data_dir=tmp_path / "data")
+    with TestClient(create_app(settings)) as client:
+        gallery = client.app.state.gallery  # type: ignore[attr-defined]
+        held, done = threading.Event(), threading.Event()
+
+        def write_for_a_while() -> None:
+            with gallery._lock.write():  # as an IVF rebuild holds it
+                held.set()
+                done.wait(timeout=5)
+
+        writer = threading.Thread(target=write_for_a_while)
+        writer.start()
+        held.wait(timeout=5)
+        waiting = [threading.Thread(target=client.get, args=(path,)) for path in ("/ready", "/collections")]
+        for thread in waiting:
+            thread.start()
+        time.sleep(0.3)  # both are now waiting for the gallery
+        started = time.perf_counter()
+        assert client.get("/health").status_code == 200
+        elapsed = time.perf_counter() - started
+        done.set()
+        writer.join()
+        for thread in waiting:
+            thread.join(timeout=10)
+        # Served while the others still waited: the event loop was free (it would wait seconds otherwise).
+        assert elapsed < 0.5, elapsed

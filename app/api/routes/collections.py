@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Form
+from starlette.concurrency import run_in_threadpool
 
 from app.api.audit import audit
 from app.api.deps import ApiKey, GalleryDep, GateDep, KeysDep
@@ -17,7 +18,8 @@ router = APIRouter(prefix="/collections", tags=["gallery"])
 @router.get("", response_model=list[CollectionOut])
 async def list_collections(gallery: GalleryDep, keys: KeysDep, api_key: ApiKey = None) -> list[CollectionOut]:
     """The collections this key may use, with their sizes."""
-    found = gallery.collections()
+    # Off the event loop: a write holding the gallery's lock must not stall every other request.
+    found = await run_in_threadpool(gallery.collections)
     visible = set(keys.visible(api_key, [c.name for c, _ in found]))
     return [
         CollectionOut(name=c.name, model_id=c.model_id, faces=n, created_at=c.created_at)
@@ -35,7 +37,7 @@ async def create_collection(
 ) -> CollectionOut:
     """A new, empty collection."""
     keys.check(api_key, name)
-    created = gallery.create_collection(checked_id(name, "name"))
+    created = await run_in_threadpool(gallery.create_collection, checked_id(name, "name"))
     audit("create_collection", api_key, collection=name)
     return CollectionOut(name=created.name, model_id=created.model_id, faces=0, created_at=created.created_at)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
+from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import DecisionsDep, GalleryDep, GateDep, PipelineDep, SettingsDep
 from app.api.schemas import Health, OperatingPointOut, Ready
@@ -21,7 +22,8 @@ async def health() -> Health:
 async def metrics(request: Request, gallery: GalleryDep, gate: GateDep) -> str:
     """Prometheus metrics: requests and latency per route and status, faces embedded, batch sizes,
     queue depth, gallery sizes."""
-    sizes = {collection.name: faces for collection, faces in gallery.collections()}
+    # Off the event loop: a write holding the gallery's lock must not stall every other request.
+    sizes = {collection.name: faces for collection, faces in await run_in_threadpool(gallery.collections)}
     return str(request.app.state.metrics.render(gate.pending, sizes))
 
 
@@ -40,7 +42,7 @@ async def ready(
         model_id=pipeline.model_id,
         execution_providers=pipeline.embedder.providers,
         index_device=request.app.state.index_device,
-        collections=len(gallery.collections()),
+        collections=len(await run_in_threadpool(gallery.collections)),
         threshold=point.threshold,
         threshold_calibrated=point.rule != "uncalibrated",
         verify=OperatingPointOut.of(point),

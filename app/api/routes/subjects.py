@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
+from starlette.concurrency import run_in_threadpool
 
 from app.api.audit import audit
 from app.api.deps import AllowedCollection, ApiKey, GalleryDep, GateDep
@@ -32,7 +33,8 @@ async def list_subjects(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> SubjectPage:
     """A page of a collection's subjects, oldest first."""
-    subjects, total = gallery.subjects(collection, offset, limit)
+    # Off the event loop: a write holding the gallery's lock must not stall every other request.
+    subjects, total = await run_in_threadpool(gallery.subjects, collection, offset, limit)
     return SubjectPage(
         collection=collection, subjects=[_out(s) for s in subjects], total=total, offset=offset, limit=limit
     )
@@ -45,7 +47,7 @@ async def get_subject(
     collection: AllowedCollection,
 ) -> SubjectOut:
     """One subject with its face ids."""
-    return _out(gallery.subject(collection, subject_id))
+    return _out(await run_in_threadpool(gallery.subject, collection, subject_id))
 
 
 @router.delete("/{subject_id}", response_model=Deleted)
