@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     score_normalisation: bool = True
 
     max_image_bytes: int = DEFAULT_MAX_BYTES
+    # A whole request: room for the most photos one enroll takes (10) at the image limit, and its fields.
+    max_request_bytes: Annotated[int, Field(ge=1024)] = 10 * DEFAULT_MAX_BYTES + 1024 * 1024
     max_pixels: int = DEFAULT_MAX_PIXELS
     min_face_size: float = 32.0
     detector_min_face_size: int = 20

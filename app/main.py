@@ -13,6 +13,7 @@ from app.api.audit import RequestIdMiddleware
 from app.api.auth import KeyRing
 from app.api.errors import install_error_handlers
 from app.api.inference import InferenceGate
+from app.api.limits import BodyLimit
 from app.api.metrics import Metrics, install_metrics
 from app.api.routes import collections, detect, enroll, health, identify, subjects, verify
 from app.config import Settings
@@ -116,10 +117,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             gallery.save_snapshots()  # lets the next start skip rebuilding the indexes
 
     metrics = Metrics()
-    app = FastAPI(title="faceverify", version=importlib.metadata.version("faceverify"), lifespan=lifespan)
+    app = FastAPI(
+        title="faceverify",
+        version=importlib.metadata.version("faceverify"),
+        lifespan=lifespan,
+    )
     app.state.metrics = metrics
     install_error_handlers(app)
     install_metrics(app, metrics)
+    # Not FastAPI's max_body_size: its 413 is plain text, not the service's one error shape.
+    app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
     app.add_middleware(RequestIdMiddleware)  # outermost: the id covers everything, metrics included
     for module in (verify, enroll, identify, detect, subjects, collections, health):
         app.include_router(module.router)
