@@ -74,13 +74,18 @@ def test_a_newer_gallery_file_is_refused(tmp_path: Path) -> None:
         GalleryStore(tmp_path)
 
 
+def _enrolled(path: Path, cohort: Cohort, people: int, probed: int) -> tuple[Gallery, np.ndarray, np.ndarray]:
+    """A gallery of synthetic people with the cohort, their enrolled faces, and a new face of one of them."""
+    centres = identities(people, seed=3)
+    enrolled = faces_of(centres, seed=4)
+    gallery = Gallery(path, MODEL, DIM, cohort=cohort)
+    gallery.enroll("default", [Enrollment(f"s{i}", [NewFace(v)]) for i, v in enumerate(enrolled)])
+    return gallery, enrolled, faces_of(centres[probed : probed + 1], seed=8)
+
+
 def test_normalised_ranking_scores_are_s_norm_and_ordered_by_them(tmp_path: Path) -> None:
     cohort = _cohort()
-    centres = identities(40, seed=3)
-    enrolled = faces_of(centres, seed=4)
-    gallery = Gallery(tmp_path, MODEL, DIM, cohort=cohort)
-    gallery.enroll("default", [Enrollment(f"s{i}", [NewFace(v)]) for i, v in enumerate(enrolled)])
-    probe = faces_of(centres[7:8], seed=8)
+    gallery, enrolled, probe = _enrolled(tmp_path, cohort, people=40, probed=7)
     (ranking,) = gallery.rank("default", probe, top_k=5, normalise=True)
     assert ranking.faces_searched == 40 and ranking.candidates[0].subject_id == "s7"
     probe_mean, probe_sd = cohort.stats(probe)
@@ -104,11 +109,7 @@ def test_a_cohorts_cosine_weight_keeps_part_of_the_raw_similarity(tmp_path: Path
         Cohort(identities(300, seed=5), top_k=20, sha256="cohort-1", cosine_weight=100.0),
     )
     assert plain.identity != weighted.identity  # stored statistics and calibrations tell them apart
-    centres = identities(10, seed=3)
-    enrolled = faces_of(centres, seed=4)
-    gallery = Gallery(tmp_path, MODEL, DIM, cohort=weighted)
-    gallery.enroll("default", [Enrollment(f"s{i}", [NewFace(v)]) for i, v in enumerate(enrolled)])
-    probe = faces_of(centres[2:3], seed=8)
+    gallery, enrolled, probe = _enrolled(tmp_path, weighted, people=10, probed=2)
     (ranking,) = gallery.rank("default", probe, top_k=3, normalise=True)
     probe_mean, probe_sd = weighted.stats(probe)
     face_mean, face_sd = weighted.stats(enrolled)
