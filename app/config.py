@@ -9,6 +9,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.decision.points import DEFAULT_IDENTIFY_FPIR, DEFAULT_VERIFY_FAR
+from app.edge import EdgeLimits
 from app.face.detector import DetectorSettings
 from app.face.image import DEFAULT_DETECTION_SIDE, DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DecodeLimits
 from app.face.pipeline import PipelineSettings
@@ -45,6 +46,15 @@ class Settings(BaseSettings):
     # A whole request: room for the most photos one enroll takes (10) at the image limit, and its fields.
     max_request_bytes: Annotated[int, Field(ge=1024)] = 10 * DEFAULT_MAX_BYTES + 1024 * 1024
     max_pixels: int = DEFAULT_MAX_PIXELS
+    # The HTTP edge: what a request may take before the application sees it, and how long it may take
+    # to arrive; files and fields a form may carry (the most any route takes is 10 photos).
+    max_header_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024
+    max_headers: Annotated[int, Field(ge=8)] = 100
+    request_timeout_s: Annotated[float, Field(gt=0)] = 60.0
+    keep_alive_timeout_s: Annotated[float, Field(gt=0)] = 5.0
+    max_connections: Annotated[int, Field(ge=1)] = 1000
+    max_form_files: Annotated[int, Field(ge=2)] = 10
+    max_form_fields: Annotated[int, Field(ge=1)] = 16
     min_face_size: float = 32.0
     detector_min_face_size: int = 20
     # Faces are looked for on a copy whose longer side is at most this (chips still come from the
@@ -64,6 +74,15 @@ class Settings(BaseSettings):
             min_face_size=self.min_face_size,
             flip_average=self.flip_average,
             detection_side=self.detection_side,
+        )
+
+    def edge_limits(self) -> EdgeLimits:
+        """The HTTP protocol's limits from these settings."""
+        return EdgeLimits(
+            max_head_bytes=self.max_header_bytes,
+            max_headers=self.max_headers,
+            request_timeout_s=self.request_timeout_s,
+            idle_timeout_s=self.keep_alive_timeout_s,
         )
 
     def index_settings(self) -> IndexSettings:

@@ -121,6 +121,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="faceverify",
         version=importlib.metadata.version("faceverify"),
         lifespan=lifespan,
+        form_limits={"max_files": settings.max_form_files, "max_fields": settings.max_form_fields},
     )
     app.state.metrics = metrics
     install_error_handlers(app)

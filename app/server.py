@@ -8,6 +8,7 @@ import uvicorn
 
 from app.api.audit import configure_logging
 from app.config import Settings
+from app.edge import edge_protocol
 from app.main import create_app
 
 
@@ -39,4 +40,6 @@ def serve(host: str | None = None, port: int | None = None) -> None:
         port=settings.port,
         log_level=settings.log_level,
         log_config=None,
+        http=edge_protocol(settings.edge_limits()),
+        limit_concurrency=settings.max_connections,
     )

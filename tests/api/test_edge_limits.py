@@ -1,10 +1,12 @@
-"""Limits at the HTTP edge, on a real server: a body above FV_MAX_REQUEST_BYTES is refused at once."""
+"""Limits at the HTTP edge, on a real server: oversized bodies and heads are refused at once, requests
+that never finish arriving and connections that never speak are closed, forms are bounded in parts."""
 
 from __future__ import annotations
 
 import json
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -13,6 +15,23 @@ import pytest
 from tests.server import running_server
 
 LIMIT = 2 * 1024 * 1024
+REQUEST_TIMEOUT_S = 2.0
+IDLE_TIMEOUT_S = 1.0
+
+
+@pytest.fixture(scope="module")
+def server(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One server with small limits and short timeouts for every test here."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("FV_MAX_REQUEST_BYTES", str(LIMIT))
+        env.setenv("FV_REQUEST_TIMEOUT_S", str(REQUEST_TIMEOUT_S))
+        env.setenv("FV_KEEP_ALIVE_TIMEOUT_S", str(IDLE_TIMEOUT_S))
+        with running_server(models_dir, tmp_path_factory.mktemp("edge") / "data") as url:
+            yield url
+
+
+def _port(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
 
 
 def _answer(sock: socket.socket) -> tuple[int, dict[str, object]]:
@@ -35,29 +54,79 @@ def _post_head(port: int, extra: str) -> socket.socket:
     return sock
 
 
-def test_a_body_above_the_limit_is_refused_before_it_is_read(
-    models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("FV_MAX_REQUEST_BYTES", str(LIMIT))
-    with running_server(models_dir, tmp_path / "data") as url:
-        port = int(url.rsplit(":", 1)[1])
-        # Declared 200 MB: refused from the header, after a few KiB of it.
-        started = time.perf_counter()
-        sock = _post_head(port, "Content-Length: 200000000\r\n")
-        sock.sendall(b"--b\r\n" + b"x" * 4096)
-        status, body = _answer(sock)
-        sock.close()
-        assert status == 413 and body["error"]["code"] == "request_too_large"  # type: ignore[index]
-        assert time.perf_counter() - started < 1.0
-        # No length declared (chunked): cut off once the streamed bytes pass the limit.
-        sock = _post_head(port, "Transfer-Encoding: chunked\r\n")
-        part = b'--b\r\nContent-Disposition: form-data; name="images"; filename="a.jpg"\r\n\r\n'
-        sock.sendall(f"{len(part):x}\r\n".encode() + part + b"\r\n")
-        chunk = b"y" * 65536  # one photo's bytes, streamed on past the limit
-        for _ in range(LIMIT // len(chunk) + 2):
-            sock.sendall(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
-        status, body = _answer(sock)
-        sock.close()
-        assert status == 413 and body["error"]["code"] == "request_too_large"  # type: ignore[index]
-        # Other clients were served all along.
-        assert httpx.get(f"{url}/health", timeout=5).status_code == 200
+def test_a_body_above_the_limit_is_refused_before_it_is_read(server: str) -> None:
+    url, port = server, _port(server)
+    # Declared 200 MB: refused from the header, after a few KiB of it.
+    started = time.perf_counter()
+    sock = _post_head(port, "Content-Length: 200000000\r\n")
+    sock.sendall(b"--b\r\n" + b"x" * 4096)
+    status, body = _answer(sock)
+    sock.close()
+    assert status == 413 and body["error"]["code"] == "request_too_large"  # type: ignore[index]
+    assert time.perf_counter() - started < 1.0
+    # No length declared (chunked): cut off once the streamed bytes pass the limit.
+    sock = _post_head(port, "Transfer-Encoding: chunked\r\n")
+    part = b'--b\r\nContent-Disposition: form-data; name="images"; filename="a.jpg"\r\n\r\n'
+    sock.sendall(f"{len(part):x}\r\n".encode() + part + b"\r\n")
+    chunk = b"y" * 65536  # one photo's bytes, streamed on past the limit
+    for _ in range(LIMIT // len(chunk) + 2):
+        sock.sendall(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+    status, body = _answer(sock)
+    sock.close()
+    assert status == 413 and body["error"]["code"] == "request_too_large"  # type: ignore[index]
+    # Other clients were served all along.
+    assert httpx.get(f"{url}/health", timeout=5).status_code == 200
+
+
+def test_a_head_above_the_limit_is_refused_while_others_are_served(server: str) -> None:
+    sock = socket.create_connection(("127.0.0.1", _port(server)))
+    started = time.perf_counter()
+    sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Filler: ")
+    # A 1 MiB header, sent in pieces, with another client asking for /health halfway.
+    for piece in range(16):
+        try:
+            sock.sendall(b"a" * 65536)
+        except (BrokenPipeError, ConnectionResetError):
+            break  # refused before the end: what we want
+        if piece == 0:
+            assert httpx.get(f"{server}/health", timeout=5).status_code == 200
+    status, body = _answer(sock)
+    sock.close()
+    assert status == 431 and body["error"]["code"] == "request_header_too_large"  # type: ignore[index]
+    assert time.perf_counter() - started < 1.0
+
+
+def test_too_many_headers_are_refused(server: str) -> None:
+    sock = socket.create_connection(("127.0.0.1", _port(server)))
+    headers = "".join(f"X-H{i}: v\r\n" for i in range(101))
+    sock.sendall(f"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}\r\n".encode())
+    status, body = _answer(sock)
+    sock.close()
+    assert status == 431 and "headers" in body["error"]["message"]  # type: ignore[index]
+
+
+def test_a_body_shorter_than_its_length_times_out(server: str) -> None:
+    started = time.perf_counter()
+    sock = _post_head(_port(server), "Content-Length: 10000\r\n")
+    sock.sendall(b"--b\r\n")  # and then nothing more
+    status, body = _answer(sock)
+    sock.close()
+    assert status == 408 and body["error"]["code"] == "request_timeout"  # type: ignore[index]
+    assert REQUEST_TIMEOUT_S <= time.perf_counter() - started < REQUEST_TIMEOUT_S + 2
+
+
+def test_a_connection_that_never_speaks_is_closed(server: str) -> None:
+    sock = socket.create_connection(("127.0.0.1", _port(server)))
+    sock.settimeout(IDLE_TIMEOUT_S + 5)
+    started = time.perf_counter()
+    assert sock.recv(1) == b""  # closed by the server, not by our timeout
+    assert time.perf_counter() - started < IDLE_TIMEOUT_S + 2
+    sock.close()
+
+
+def test_a_form_with_too_many_files_is_refused(server: str) -> None:
+    files = [("images", (f"{i}.jpg", b"x", "image/jpeg")) for i in range(11)]
+    response = httpx.post(f"{server}/enroll", data={"subject_id": "a"}, files=files, timeout=10)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_body"
+    assert "files" in response.json()["error"]["message"]
