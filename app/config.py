@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.api.engine import EngineSettings
 from app.decision.points import DEFAULT_IDENTIFY_FPIR, DEFAULT_VERIFY_FAR
 from app.edge import EdgeLimits
 from app.face.detector import DetectorSettings
@@ -22,19 +23,19 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FV_", extra="ignore")
 
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: Annotated[int, Field(ge=0, le=65535)] = 8000
     data_dir: Path = Path("data")
     models_dir: Path = Path("models")
-    inference_threads: int = 0
+    inference_threads: Annotated[int, Field(ge=0)] = 0
     log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"
     log_format: Literal["text", "json"] = "text"  # json: one object a line, for log collectors
     # JSON: {"key": ["collection", ...]} or {"key": ["*"]}; none configured = open, loopback only.
     api_keys: dict[str, list[str]] = {}
     allow_open: bool = False  # serve without keys on a non-loopback address (behind an auth proxy)
-    inference_workers: int = 4
-    max_pending_requests: int = 64
-    max_batch: int = 16
-    max_batch_wait_ms: float = 0.0
+    inference_workers: Annotated[int, Field(ge=1, le=256)] = 4
+    max_pending_requests: Annotated[int, Field(ge=0)] = 64  # 0 answers every inference 503 (draining)
+    max_batch: Annotated[int, Field(ge=1, le=1024)] = 16
+    max_batch_wait_ms: Annotated[float, Field(ge=0.0, le=1000.0)] = 0.0
 
     # Operating points: the false-accept rate /verify holds, the FPIR /identify holds whatever the
     # collection's size, and whether /identify normalises scores against the model's cohort.
@@ -83,6 +84,15 @@ class Settings(BaseSettings):
             max_headers=self.max_headers,
             request_timeout_s=self.request_timeout_s,
             idle_timeout_s=self.keep_alive_timeout_s,
+        )
+
+    def engine_settings(self) -> EngineSettings:
+        """The serving engine's threads, queue and batching from these settings."""
+        return EngineSettings(
+            workers=self.inference_workers,
+            max_pending=self.max_pending_requests,
+            max_batch=self.max_batch,
+            max_batch_wait_ms=self.max_batch_wait_ms,
         )
 
     def index_settings(self) -> IndexSettings:

@@ -48,6 +48,7 @@ class EdgeProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._header_count = 0
         self._deadline: asyncio.TimerHandle | None = None
+        self._receiving: Any = None  # the request cycle whose body is still arriving
         self.timeout_keep_alive = self.limits.idle_timeout_s  # type: ignore[assignment]
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -98,11 +99,22 @@ class EdgeProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._in_head = False
         super().on_headers_complete()
+        self._receiving = self.cycle
 
     def on_message_complete(self) -> None:
+        self._receiving = None
         self._cancel_deadline()
         self._in_head, self._head_bytes = True, 0  # a pipelined or keep-alive request's head follows
         super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        answered_early = self._receiving is not None and self._receiving.response_complete
+        super().on_response_complete()
+        if answered_early and not self.transport.is_closing():
+            # Answered before its body arrived (an early 4xx): the rest is never read, so the
+            # connection cannot carry another request.
+            self._cancel_deadline()
+            self.transport.close()
 
     def _cancel_deadline(self) -> None:
         if self._deadline is not None:

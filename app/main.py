@@ -7,22 +7,24 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from app.api.audit import RequestIdMiddleware
 from app.api.auth import KeyRing
+from app.api.deps import authenticated
+from app.api.docs import install_docs
+from app.api.engine import ServingEngine
 from app.api.errors import install_error_handlers
-from app.api.inference import InferenceGate
 from app.api.limits import BodyLimit
-from app.api.metrics import Metrics, install_metrics
+from app.api.metrics import Metrics, RequestMetrics
+from app.api.responses import ANY_ROUTE, WITH_KEY, errors
 from app.api.routes import collections, detect, enroll, health, identify, subjects, verify
+from app.api.state import Service
 from app.config import Settings
 from app.decision.cohort import Cohort
 from app.decision.points import Decisions
-from app.face.batcher import EmbedBatcher
 from app.face.errors import ModelMismatch
 from app.face.manifest import Artifact
-from app.face.pipeline import FacePipeline
 from app.face.runtime import available_providers, configure_threads
 from app.gallery.gallery import Gallery
 from app.gallery.index import gpu_count
@@ -49,6 +51,7 @@ def _check_calibration(artifact: Artifact, settings: Settings) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; models and gallery load when it starts, and a bad artifact stops the start."""
     settings = settings or Settings()
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -60,10 +63,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def serving(app: FastAPI) -> AsyncIterator[None]:
         configure_threads(settings.inference_threads)
-        pipeline = FacePipeline.from_models(
-            settings.models_dir, settings.pipeline_settings(), settings.detector_settings()
+        engine = ServingEngine.from_models(
+            settings.models_dir,
+            settings.pipeline_settings(),
+            settings.detector_settings(),
+            settings.engine_settings(),
+            on_batch=metrics.observe_batch,
+            on_stage=metrics.observe_stage,
         )
-        embedder = pipeline.embedder
+        try:
+            service = _start(engine)
+        except BaseException:
+            engine.close()
+            raise
+        app.state.service = service
+        metrics.watch(lambda: engine.pending, service.gallery)
+        try:
+            yield
+        finally:
+            metrics.unwatch()
+            engine.close()
+            service.gallery.save_snapshots()  # lets the next start skip rebuilding the indexes
+
+    def _start(engine: ServingEngine) -> Service:
+        embedder = engine.pipeline.embedder
         # Refuses another model's cohort (CohortMismatch).
         cohort = Cohort.load(settings.models_dir, embedder.artifact)
         decisions = Decisions(embedder.artifact, cohort, settings.verify_far, settings.identify_fpir)
@@ -76,59 +99,52 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.index_settings(),
             cohort=cohort,
         )
-        gate = InferenceGate(settings.inference_workers, settings.max_pending_requests)
-        keys = KeyRing(settings.api_keys)
-        batcher = EmbedBatcher(
-            embedder,
-            settings.flip_average,
-            settings.max_batch,
-            settings.max_batch_wait_ms,
-            in_flight=lambda: gate.pending,
-            on_batch=metrics.observe_batch,
+        service = Service(
+            settings=settings,
+            engine=engine,
+            gallery=gallery,
+            decisions=decisions,
+            keys=KeyRing(settings.api_keys),
+            metrics=metrics,
+            index_device="gpu" if settings.index_use_gpu and gpu_count() else "cpu",
         )
-        pipeline.embed_chips = batcher.embed
-        app.state.settings = settings
-        app.state.pipeline = pipeline
-        app.state.gallery = gallery
-        app.state.decisions = decisions
-        app.state.gate = gate
-        app.state.keys = keys
-        app.state.index_device = "gpu" if settings.index_use_gpu and gpu_count() else "cpu"
-        log.info("embedder %s on %s", embedder.model_id, ", ".join(embedder.providers))
-        if (
-            "CUDAExecutionProvider" in available_providers()
-            and "CUDAExecutionProvider" not in embedder.providers
-        ):
-            log.warning("onnxruntime offers CUDA but the embedder runs on the CPU: is a GPU visible here?")
-        log.info("gallery in %s, faiss index search on the %s", settings.data_dir, app.state.index_device)
-        default = decisions.verify()
-        log.info(
-            "verify at FAR %g (%s threshold %.4f); identify holds FPIR %g on %s scores",
-            settings.verify_far, default.score, default.threshold, settings.identify_fpir,
-            decisions.score_for(None, settings.score_normalisation),
-        )  # fmt: skip
-        if keys.open:
-            log.warning("no API keys configured (FV_API_KEYS): the service is open to anyone who reaches it")
-        try:
-            yield
-        finally:
-            gate.close()
-            batcher.close()
-            gallery.save_snapshots()  # lets the next start skip rebuilding the indexes
+        _log_start(service)
+        return service
 
-    metrics = Metrics()
     app = FastAPI(
         title="faceverify",
         version=importlib.metadata.version("faceverify"),
         lifespan=lifespan,
         form_limits={"max_files": settings.max_form_files, "max_fields": settings.max_form_fields},
+        docs_url=None,  # both pages come from packaged assets (install_docs), not a CDN
+        redoc_url=None,
     )
-    app.state.metrics = metrics
-    install_error_handlers(app)
-    install_metrics(app, metrics)
+    install_docs(app)
+    install_error_handlers(app, on_error=metrics.observe_error)
+    app.add_middleware(RequestMetrics, metrics=metrics)
     # Not FastAPI's max_body_size: its 413 is plain text, not the service's one error shape.
-    app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
+    app.add_middleware(BodyLimit, limit=settings.max_request_bytes, on_refused=metrics.observe_error)
     app.add_middleware(RequestIdMiddleware)  # outermost: the id covers everything, metrics included
     for module in (verify, enroll, identify, detect, subjects, collections, health):
-        app.include_router(module.router)
+        # Every route needs a valid key (when keys are configured) unless its router is a public one.
+        app.include_router(
+            module.router, dependencies=[Depends(authenticated)], responses=errors(*ANY_ROUTE, *WITH_KEY)
+        )
+    app.include_router(health.public_router, responses=errors(*ANY_ROUTE))
     return app
+
+
+def _log_start(service: Service) -> None:
+    settings, embedder, decisions = service.settings, service.pipeline.embedder, service.decisions
+    log.info("embedder %s on %s", embedder.model_id, ", ".join(embedder.providers))
+    if "CUDAExecutionProvider" in available_providers() and "CUDAExecutionProvider" not in embedder.providers:
+        log.warning("onnxruntime offers CUDA but the embedder runs on the CPU: is a GPU visible here?")
+    log.info("gallery in %s, faiss index search on the %s", settings.data_dir, service.index_device)
+    default = decisions.verify()
+    log.info(
+        "verify at FAR %g (%s threshold %.4f); identify holds FPIR %g on %s scores",
+        settings.verify_far, default.score, default.threshold, settings.identify_fpir,
+        decisions.score_for(None, settings.score_normalisation),
+    )  # fmt: skip
+    if service.keys.open:
+        log.warning("no API keys configured (FV_API_KEYS): the service is open to anyone who reaches it")

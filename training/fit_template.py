@@ -99,7 +99,9 @@ def match_faces(
 def _cosines(faces: list[MatchedFace], template: np.ndarray, embedder: Embedder) -> np.ndarray:
     ours = np.stack([align_face(f.image, f.mtcnn.landmarks, template, CHIP_SIZE) for f in faces])
     theirs = np.stack([align_face(f.image, f.dlib_points, dlib_chip_template(), CHIP_SIZE) for f in faces])
-    return np.sum(embedder.embed(ours) * embedder.embed(theirs), axis=1)
+    return np.sum(
+        embedder.embed(ours, flip_average=False) * embedder.embed(theirs, flip_average=False), axis=1
+    )
 
 
 def fit(faces: list[MatchedFace], embedder: Embedder) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextvars
-import hashlib
 import json
 import logging
 import re
@@ -11,6 +10,8 @@ import uuid
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.api.auth import Caller
 
 REQUEST_ID_HEADER = "x-request-id"
 _REQUEST_ID = contextvars.ContextVar("request_id", default="-")
@@ -24,15 +25,10 @@ def current_request_id() -> str:
     return _REQUEST_ID.get()
 
 
-def key_id(api_key: str | None) -> str:
-    """Who made a change, without the secret: the first 12 hex digits of the key's sha256."""
-    return "open" if api_key is None else hashlib.sha256(api_key.encode()).hexdigest()[:12]
-
-
-def audit(event: str, api_key: str | None, **fields: Any) -> None:
+def audit(event: str, caller: Caller, **fields: Any) -> None:
     """One log line for a change to the gallery: never embeddings or images, only ids."""
     details = " ".join(f"{name}={json.dumps(value, ensure_ascii=False)}" for name, value in fields.items())
-    audit_log.info("%s key=%s %s", event, key_id(api_key), details)
+    audit_log.info("%s key=%s %s", event, caller.key_id, details)
 
 
 class RequestIdMiddleware:

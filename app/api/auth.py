@@ -2,11 +2,47 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+from dataclasses import dataclass
 
 from app.api.errors import Forbidden, Unauthorized
 
 ALL_COLLECTIONS = "*"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: the collections their key may use (None: every one) and an id safe to log."""
+
+    collections: frozenset[str] | None
+    key_id: str  # "open" without keys, else the first 12 hex digits of the key's sha256
+
+    @property
+    def sees_all(self) -> bool:
+        """The key may use every collection, and what spans them (metrics)."""
+        return self.collections is None
+
+    def may_use(self, collection: str) -> bool:
+        """Whether this caller may use the collection."""
+        return self.collections is None or collection in self.collections
+
+    def check(self, collection: str) -> None:
+        """Forbidden (403) unless this caller may use the collection."""
+        if not self.may_use(collection):
+            raise Forbidden(collection)
+
+    def visible(self, names: list[str]) -> list[str]:
+        """The collection names this caller may see."""
+        return [n for n in names if self.may_use(n)]
+
+
+OPEN = Caller(None, "open")
+
+
+def key_id(api_key: str) -> str:
+    """A key's name in logs, without the secret: the first 12 hex digits of its sha256."""
+    return hashlib.sha256(api_key.encode()).hexdigest()[:12]
 
 
 class KeyRing:
@@ -20,7 +56,10 @@ class KeyRing:
         """No key configured: every request is allowed (the service then binds to loopback only)."""
         return not self._keys
 
-    def _collections_of(self, presented: str | None) -> frozenset[str]:
+    def caller(self, presented: str | None) -> Caller:
+        """The caller a presented key stands for, or Unauthorized (401)."""
+        if self.open:
+            return OPEN
         if presented is None:
             raise Unauthorized()
         given = presented.encode()
@@ -31,19 +70,4 @@ class KeyRing:
                 found = collections
         if found is None:
             raise Unauthorized("the API key is not valid")
-        return found
-
-    def check(self, presented: str | None, collection: str | None) -> None:
-        """Allow the request, or raise Unauthorized / Forbidden."""
-        if self.open:
-            return
-        allowed = self._collections_of(presented)
-        if collection is not None and ALL_COLLECTIONS not in allowed and collection not in allowed:
-            raise Forbidden(collection)
-
-    def visible(self, presented: str | None, names: list[str]) -> list[str]:
-        """The collection names this key may see."""
-        if self.open:
-            return names
-        allowed = self._collections_of(presented)
-        return names if ALL_COLLECTIONS in allowed else [n for n in names if n in allowed]
+        return Caller(None if ALL_COLLECTIONS in found else found, key_id(presented))

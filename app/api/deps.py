@@ -1,66 +1,102 @@
-"""Request-scoped access to what the lifespan loaded, as FastAPI dependencies."""
+"""Request-scoped access to what the lifespan loaded, and who is calling, as FastAPI dependencies."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Query, Request, UploadFile
+from fastapi import Depends, Form, Path, Query, Request, Security, UploadFile
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from app.api.auth import KeyRing
-from app.api.inference import InferenceGate
+from app.api.auth import Caller
+from app.api.engine import ServingEngine
+from app.api.metrics import Metrics
+from app.api.state import service_of
 from app.config import Settings
 from app.decision.points import Decisions
 from app.face.errors import BadImage, ImageTooLarge
 from app.face.pipeline import FacePipeline
 from app.gallery.gallery import Gallery
 
+# Two ways to present a key, documented as the OpenAPI security schemes: Prometheus and many HTTP
+# clients send a bearer token more easily than a custom header.
+API_KEY_HEADER = APIKeyHeader(
+    name="X-API-Key", scheme_name="ApiKey", auto_error=False, description="an API key of FV_API_KEYS"
+)
+BEARER = HTTPBearer(scheme_name="Bearer", auto_error=False, description="an API key of FV_API_KEYS")
+
 
 # These are `async` though they never wait: FastAPI runs a plain `def` dependency in a worker thread,
 # a thread hop per dependency per request.
 async def _settings(request: Request) -> Settings:
-    return request.app.state.settings  # type: ignore[no-any-return]
+    return service_of(request.app.state).settings
 
 
 async def _pipeline(request: Request) -> FacePipeline:
-    return request.app.state.pipeline  # type: ignore[no-any-return]
+    return service_of(request.app.state).pipeline
 
 
 async def _gallery(request: Request) -> Gallery:
-    return request.app.state.gallery  # type: ignore[no-any-return]
+    return service_of(request.app.state).gallery
 
 
-async def _gate(request: Request) -> InferenceGate:
-    return request.app.state.gate  # type: ignore[no-any-return]
-
-
-async def _keys(request: Request) -> KeyRing:
-    return request.app.state.keys  # type: ignore[no-any-return]
+async def _engine(request: Request) -> ServingEngine:
+    return service_of(request.app.state).engine
 
 
 async def _decisions(request: Request) -> Decisions:
-    return request.app.state.decisions  # type: ignore[no-any-return]
+    return service_of(request.app.state).decisions
+
+
+async def _metrics(request: Request) -> Metrics:
+    return service_of(request.app.state).metrics
+
+
+async def authenticated(
+    request: Request,
+    api_key: Annotated[str | None, Security(API_KEY_HEADER)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)],
+) -> Caller:
+    """The caller of this request, from X-API-Key or a bearer token; 401 without a valid key.
+
+    Every route gets this unless its router is one of the public ones (see app.main)."""
+    presented = api_key if api_key is not None else bearer.credentials if bearer is not None else None
+    return service_of(request.app.state).keys.caller(presented)
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
 PipelineDep = Annotated[FacePipeline, Depends(_pipeline)]
 GalleryDep = Annotated[Gallery, Depends(_gallery)]
-GateDep = Annotated[InferenceGate, Depends(_gate)]
-KeysDep = Annotated[KeyRing, Depends(_keys)]
+EngineDep = Annotated[ServingEngine, Depends(_engine)]
 DecisionsDep = Annotated[Decisions, Depends(_decisions)]
-ApiKey = Annotated[str | None, Header(alias="X-API-Key", description="API key, when the service has keys")]
+MetricsDep = Annotated[Metrics, Depends(_metrics)]
+CallerDep = Annotated[Caller, Depends(authenticated)]
 
 
-async def _allowed_collection(
-    keys: KeysDep,
-    api_key: ApiKey = None,
-    collection: Annotated[str, Query(min_length=1, max_length=128)] = "default",
+async def _query_collection(
+    caller: CallerDep, collection: Annotated[str, Query(min_length=1, max_length=128)] = "default"
 ) -> str:
-    """The `collection` query parameter, once the API key is known to be allowed it."""
-    keys.check(api_key, collection)
+    caller.check(collection)
     return collection
 
 
-AllowedCollection = Annotated[str, Depends(_allowed_collection)]
+async def _form_collection(
+    caller: CallerDep, collection: Annotated[str, Form(min_length=1, max_length=128)] = "default"
+) -> str:
+    caller.check(collection)
+    return collection
+
+
+async def _path_collection(
+    caller: CallerDep, name: Annotated[str, Path(min_length=1, max_length=128)]
+) -> str:
+    caller.check(name)
+    return name
+
+
+# A collection named by the request, once the caller is known to be allowed it (403 otherwise).
+QueryCollection = Annotated[str, Depends(_query_collection)]
+FormCollection = Annotated[str, Depends(_form_collection)]
+PathCollection = Annotated[str, Depends(_path_collection)]
 
 
 async def read_image(upload: UploadFile, settings: Settings) -> bytes:

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from app.decision import errors as decision
 from app.face import errors as face
 from app.gallery import errors as gallery
 
 log = logging.getLogger("faceverify.api")
+METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
 
 class ApiError(Exception):
@@ -76,12 +79,31 @@ def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
     return {"error": {"code": code, "message": message}}
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    """Map every error a request can meet onto the one JSON shape."""
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path (the router names only its first match's)."""
+    allowed = [
+        method
+        for method in METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL
+            for route in request.app.routes
+        )
+    ]
+    return ", ".join(allowed)
+
+
+def install_error_handlers(app: FastAPI, on_error: Callable[[str], None]) -> None:
+    """Map every error a request can meet onto the one JSON shape; `on_error` is told each code."""
+
+    def answer(
+        status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+    ) -> JSONResponse:
+        on_error(code)
+        return JSONResponse(error_body(code, message), status, headers=headers)
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(error_body(exc.code, str(exc)), exc.status, headers=exc.headers)
+        return answer(exc.status, exc.code, str(exc), exc.headers)
 
     @app.exception_handler(face.FaceError)
     @app.exception_handler(gallery.GalleryError)
@@ -89,7 +111,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def domain_error(
         _: Request, exc: face.FaceError | gallery.GalleryError | decision.DecisionError
     ) -> JSONResponse:
-        return JSONResponse(error_body(exc.code, str(exc)), status_of(exc))
+        return answer(status_of(exc), exc.code, str(exc))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -97,16 +119,18 @@ def install_error_handlers(app: FastAPI) -> None:
             f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body')}: {e.get('msg', 'invalid')}"
             for e in exc.errors()
         )
-        return JSONResponse(error_body("invalid_field", problems or "invalid request"), 422)
+        return answer(422, "invalid_field", problems or "invalid request")
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 405:
+            return answer(405, "method_not_allowed", str(exc.detail), {"Allow": _allowed_methods(request)})
         # 400 comes from parsing a form: too many files or fields, or a malformed body.
         codes = {400: "invalid_body", 404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
         code = codes.get(exc.status_code, "http_error")
-        return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=exc.headers)
+        return answer(exc.status_code, code, str(exc.detail), exc.headers)
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error")
-        return JSONResponse(error_body("internal_error", "an unexpected error occurred"), 500)
+        return answer(500, "internal_error", "an unexpected error occurred")

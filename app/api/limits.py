@@ -4,6 +4,7 @@ and cut off while it streams when it declares none (or lies), with the service's
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -12,9 +13,10 @@ class BodyLimit:
     """413 `request_too_large` for a body above `limit` bytes: from Content-Length at once, else as soon
     as the streamed bytes pass it; the app then sees a disconnect, so nothing more is read or spooled."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, on_refused: Callable[[str], None] | None = None) -> None:
         self.app = app
         self.limit = limit
+        self.on_refused = on_refused  # told the error code of each refusal, for metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -51,6 +53,8 @@ class BodyLimit:
         await self.app(scope, counted, watched)
 
     async def _refuse(self, send: Send) -> None:
+        if self.on_refused is not None:
+            self.on_refused("request_too_large")
         body = json.dumps(
             {
                 "error": {

@@ -1,91 +1,119 @@
-"""Prometheus metrics in the text exposition format: requests, latency, faces, batches, queue, gallery."""
+"""Prometheus metrics with prometheus-client: requests and latency per route, errors by code, time per
+pipeline stage, embedder batches, queue depth, gallery sizes, and the process itself."""
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import Counter
+from collections.abc import Callable, Iterator
 
-from fastapi import FastAPI
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.gallery.gallery import Gallery
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+# A label value comes from this set or is "other": a client inventing methods must not grow the series.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
-class Histogram:
-    """Cumulative buckets, sum and count, per label set."""
+class GalleryCollector(Collector):
+    """Faces per collection, read from the gallery at each scrape."""
 
-    def __init__(self, buckets: tuple[float, ...]) -> None:
-        self.buckets = buckets
-        self.counts: dict[tuple[str, ...], list[int]] = {}
-        self.sums: dict[tuple[str, ...], float] = {}
+    def __init__(self, gallery: Gallery) -> None:
+        self.gallery = gallery
 
-    def observe(self, labels: tuple[str, ...], value: float) -> None:
-        counts = self.counts.setdefault(labels, [0] * (len(self.buckets) + 1))
-        for i, bound in enumerate(self.buckets):
-            if value <= bound:
-                counts[i] += 1
-        counts[-1] += 1
-        self.sums[labels] = self.sums.get(labels, 0.0) + value
-
-    def lines(self, name: str, label_names: tuple[str, ...]) -> list[str]:
-        out = []
-        for labels, counts in sorted(self.counts.items()):
-            base = ",".join(f'{k}="{v}"' for k, v in zip(label_names, labels, strict=True))
-            sep = "," if base else ""
-            for bound, count in zip(self.buckets, counts, strict=False):
-                out.append(f'{name}_bucket{{{base}{sep}le="{bound:g}"}} {count}')
-            out.append(f'{name}_bucket{{{base}{sep}le="+Inf"}} {counts[-1]}')
-            out.append(f"{name}_sum{{{base}}} {self.sums[labels]:.6f}")
-            out.append(f"{name}_count{{{base}}} {counts[-1]}")
-        return out
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "faceverify_gallery_faces", "Faces enrolled, per collection", labels=["collection"]
+        )
+        for collection, faces in self.gallery.collections():
+            family.add_metric([collection.name], faces)
+        yield family
 
 
 class Metrics:
-    """Everything /metrics reports that the service counts itself."""
+    """The service's own registry (one per app, so that apps in one process never share series)."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.requests: Counter[tuple[str, str, str]] = Counter()
-        self.latency = Histogram(LATENCY_BUCKETS)
-        self.faces_embedded = 0
-        self.batch_sizes = Histogram(tuple(float(b) for b in BATCH_BUCKETS))
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        self.requests = Counter(
+            "faceverify_requests", "Requests answered, by method, route and status",
+            ["method", "route", "status"], registry=self.registry,
+        )  # fmt: skip
+        self.latency = Histogram(
+            "faceverify_request_seconds", "Time to answer a request, by method and route",
+            ["method", "route"], buckets=LATENCY_BUCKETS, registry=self.registry,
+        )  # fmt: skip
+        self.errors = Counter(
+            "faceverify_errors", "Error answers, by the error code of their body", ["code"],
+            registry=self.registry,
+        )  # fmt: skip
+        self.stages = Histogram(
+            "faceverify_stage_seconds", "Time in each stage: decode, detect, align, embed, search",
+            ["stage"], buckets=STAGE_BUCKETS, registry=self.registry,
+        )  # fmt: skip
+        self.faces_embedded = Counter(
+            "faceverify_faces_embedded", "Faces embedded (flip copies not counted)", registry=self.registry
+        )
+        self.batch_sizes = Histogram(
+            "faceverify_embed_batch_size", "Chips per embedder call", buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )  # fmt: skip
+        self.queue_depth = Gauge(
+            "faceverify_queue_depth", "Requests queued or running on the inference threads",
+            registry=self.registry,
+        )  # fmt: skip
+        self._gallery: GalleryCollector | None = None
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        with self._lock:
-            self.requests[(method, route, str(status))] += 1
-            self.latency.observe((method, route), seconds)
+        """One answered request."""
+        method = method if method in METHODS else "other"
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(method, route).observe(seconds)
+
+    def observe_error(self, code: str) -> None:
+        """One error answer with this code."""
+        self.errors.labels(code).inc()
+
+    def observe_stage(self, stage: str, seconds: float) -> None:
+        """Time spent in one stage of one request."""
+        self.stages.labels(stage).observe(seconds)
 
     def observe_batch(self, size: int) -> None:
         """One embedder call of `size` chips (flip copies not counted)."""
-        with self._lock:
-            self.faces_embedded += size
-            self.batch_sizes.observe((), float(size))
+        self.faces_embedded.inc(size)
+        self.batch_sizes.observe(size)
 
-    def render(self, queue_depth: int, gallery_sizes: dict[str, int]) -> str:
-        """The exposition text."""
-        with self._lock:
-            lines = ["# TYPE faceverify_requests_total counter"]
-            lines += [
-                f'faceverify_requests_total{{method="{m}",route="{r}",status="{s}"}} {n}'
-                for (m, r, s), n in sorted(self.requests.items())
-            ]
-            lines.append("# TYPE faceverify_request_seconds histogram")
-            lines += self.latency.lines("faceverify_request_seconds", ("method", "route"))
-            lines += [
-                "# TYPE faceverify_faces_embedded_total counter",
-                f"faceverify_faces_embedded_total {self.faces_embedded}",
-            ]
-            lines.append("# TYPE faceverify_embed_batch_size histogram")
-            lines += self.batch_sizes.lines("faceverify_embed_batch_size", ())
-        lines += ["# TYPE faceverify_queue_depth gauge", f"faceverify_queue_depth {queue_depth}"]
-        lines.append("# TYPE faceverify_gallery_faces gauge")
-        lines += [
-            f'faceverify_gallery_faces{{collection="{name}"}} {n}'
-            for name, n in sorted(gallery_sizes.items())
-        ]
-        return "\n".join(lines) + "\n"
+    def watch(self, queue_depth: Callable[[], int], gallery: Gallery) -> None:
+        """Report the running service's queue depth and gallery sizes at each scrape."""
+        self.queue_depth.set_function(queue_depth)
+        self.unwatch()
+        self._gallery = GalleryCollector(gallery)
+        self.registry.register(self._gallery)
+
+    def unwatch(self) -> None:
+        """Stop reporting a gallery that is closing."""
+        if self._gallery is not None:
+            self.registry.unregister(self._gallery)
+            self._gallery = None
+
+    def render(self) -> bytes:
+        """The text exposition format, escaped by prometheus-client (reads the gallery: not on the loop)."""
+        return generate_latest(self.registry)
 
 
 class RequestMetrics:
@@ -117,8 +145,3 @@ class RequestMetrics:
         finally:
             path = getattr(scope.get("route"), "path", "unmatched")
             self.metrics.observe_request(scope["method"], path, status, time.perf_counter() - started)
-
-
-def install_metrics(app: FastAPI, metrics: Metrics) -> None:
-    """Count every request by method, route template and status, with its latency."""
-    app.add_middleware(RequestMetrics, metrics=metrics)

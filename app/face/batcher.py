@@ -11,14 +11,13 @@ from concurrent.futures import Future
 import numpy as np
 import numpy.typing as npt
 
-from app.face.embedder import Embedder
-
 Chips = npt.NDArray[np.uint8]
 Vectors = npt.NDArray[np.float32]
+EmbedChips = Callable[[Chips], Vectors]
 
 
 class EmbedBatcher:
-    """One thread runs the embedder; callers hand it chips and wait for their rows.
+    """One thread runs `embed`; callers hand it chips and wait for their rows.
 
     It gathers up to max_batch chips, waiting at most max_wait_ms for more, and only while more
     requests are in flight than it has gathered (in_flight), so a lone request never waits.
@@ -26,15 +25,13 @@ class EmbedBatcher:
 
     def __init__(
         self,
-        embedder: Embedder,
-        flip_average: bool,
+        embed: EmbedChips,
         max_batch: int = 16,
         max_wait_ms: float = 2.0,
         in_flight: Callable[[], int] | None = None,
         on_batch: Callable[[int], None] | None = None,
     ) -> None:
-        self.embedder = embedder
-        self.flip_average = flip_average
+        self._embed_batch = embed
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000
         self.in_flight = in_flight or (lambda: 1)
@@ -75,7 +72,7 @@ class EmbedBatcher:
                 return
             items, stopping = self._gather(first)
             try:
-                vectors = self.embedder.embed(np.concatenate([c for c, _ in items]), self.flip_average)
+                vectors = self._embed_batch(np.concatenate([c for c, _ in items]))
             except Exception as exc:  # every waiting caller gets the error, none hangs
                 for _, future in items:
                     future.set_exception(exc)

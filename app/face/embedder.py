@@ -34,7 +34,7 @@ class Embedder:
         """The id stored beside every embedding this model makes."""
         return self.artifact.id
 
-    def embed(self, chips: npt.NDArray[np.uint8], flip_average: bool = False) -> npt.NDArray[np.float32]:
+    def embed(self, chips: npt.NDArray[np.uint8], *, flip_average: bool) -> npt.NDArray[np.float32]:
         """(N, H, W, 3) uint8 RGB chips -> (N, D) float32 rows of unit length.
 
         With flip_average, each chip and its mirror image are embedded in one batch, averaged and

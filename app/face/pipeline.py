@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
 from app.face.align import align_face, chip_to_image_transform, pyramid_factor
+from app.face.batcher import EmbedChips
 from app.face.detector import Detection, DetectorSettings, MtcnnDetector
 from app.face.embedder import Embedder
 from app.face.errors import FaceTooSmall, ManyFaces, NoFace
@@ -17,10 +21,13 @@ from app.face.image import DEFAULT_DETECTION_SIDE, DecodeLimits, decode_image
 from app.face.manifest import load_manifest
 from app.face.photo import Photo
 
+# Told each stage's name (decode, detect, align, embed) and its seconds, for metrics.
+StageObserver = Callable[[str, float], None]
+
 
 @dataclass(frozen=True)
 class PipelineSettings:
-    """Serving policy: decode limits, the smallest usable face, and flip averaging."""
+    """Serving policy: decode limits, the smallest usable face, and flip averaging (its one owner)."""
 
     limits: DecodeLimits = field(default_factory=DecodeLimits)
     min_face_size: float = 32.0
@@ -49,18 +56,40 @@ def largest_first(detections: Sequence[Detection]) -> list[Detection]:
     return sorted(detections, key=lambda d: d.area, reverse=True)
 
 
-class FacePipeline:
-    """Decode, detect, align and embed; every face of one call is embedded in one batch."""
+def embed_directly(embedder: Embedder, settings: PipelineSettings) -> EmbedChips:
+    """Chips -> vectors by one embedder call, flip-averaged as the settings say."""
+    return partial(embedder.embed, flip_average=settings.flip_average)
 
-    def __init__(self, detector: MtcnnDetector, embedder: Embedder, settings: PipelineSettings | None = None):
+
+class FacePipeline:
+    """Decode, detect, align and embed; every face of one call is embedded in one batch.
+
+    `embed_chips` is how chips become vectors: directly by default, or through a micro-batcher
+    that a serving engine shares between concurrent requests.
+    """
+
+    def __init__(
+        self,
+        detector: MtcnnDetector,
+        embedder: Embedder,
+        settings: PipelineSettings | None = None,
+        embed_chips: EmbedChips | None = None,
+        on_stage: StageObserver | None = None,
+    ) -> None:
         self.detector = detector
         self.embedder = embedder
         self.settings = settings or PipelineSettings()
-        # Replaceable, so that a service can micro-batch the chips of concurrent requests.
-        self.embed_chips: Callable[[npt.NDArray[np.uint8]], npt.NDArray[np.float32]] = self._embed_directly
+        self.embed_chips = embed_chips or embed_directly(embedder, self.settings)
+        self._on_stage = on_stage
 
-    def _embed_directly(self, chips: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
-        return self.embedder.embed(chips, flip_average=self.settings.flip_average)
+    @contextmanager
+    def _stage(self, name: str) -> Iterator[None]:
+        if self._on_stage is None:
+            yield
+            return
+        started = time.perf_counter()
+        yield
+        self._on_stage(name, time.perf_counter() - started)
 
     @classmethod
     def from_models(
@@ -89,11 +118,13 @@ class FacePipeline:
 
     def decode_photo(self, data: bytes) -> Photo:
         """Bytes -> a Photo: a bounded detection copy, and pixels for chips (typed errors for bad input)."""
-        return Photo(data, self.settings.limits, self.settings.detection_side)
+        with self._stage("decode"):
+            return Photo(data, self.settings.limits, self.settings.detection_side)
 
     def detect_photo(self, photo: Photo) -> list[Detection]:
         """Every face of a photo, found on its detection copy, in full-resolution pixels; largest first."""
-        found = self.detect(photo.detection)
+        with self._stage("detect"):
+            found = self.detect(photo.detection)
         sx, sy = photo.scale
         if (sx, sy) == (1.0, 1.0):
             return found
@@ -132,8 +163,10 @@ class FacePipeline:
         """Embed the i-th detection of the i-th photo, all in one batch."""
         if not detections:
             return []
-        chips = np.stack([self.photo_chip(photo, d) for photo, d in zip(photos, detections, strict=True)])
-        vectors = self.embed_chips(chips)
+        with self._stage("align"):
+            chips = np.stack([self.photo_chip(photo, d) for photo, d in zip(photos, detections, strict=True)])
+        with self._stage("embed"):
+            vectors = self.embed_chips(chips)
         return [Face(d, v) for d, v in zip(detections, vectors, strict=True)]
 
     def embed(self, images: Sequence[npt.NDArray[np.uint8]], detections: Sequence[Detection]) -> list[Face]:

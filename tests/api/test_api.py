@@ -151,12 +151,13 @@ def test_metrics_count_requests_faces_and_gallery(client: TestClient, photos: li
     client.post("/identify", files=[_file(photos, "biden.jpg")])
     client.get("/subjects/nobody", params={"collection": "none"})
     text = client.get("/metrics").text
-    assert 'faceverify_requests_total{method="POST",route="/enroll",status="201"} 1' in text
-    assert 'faceverify_requests_total{method="GET",route="/subjects/{subject_id}",status="404"} 1' in text
-    assert 'faceverify_request_seconds_count{method="POST",route="/identify"} 1' in text
-    assert "faceverify_faces_embedded_total 2" in text
-    assert 'faceverify_gallery_faces{collection="default"} 1' in text
-    assert "faceverify_queue_depth 0" in text
+    lines = text.splitlines()
+    assert 'faceverify_requests_total{method="POST",route="/enroll",status="201"} 1.0' in lines
+    assert 'faceverify_requests_total{method="GET",route="/subjects/{subject_id}",status="404"} 1.0' in lines
+    assert 'faceverify_request_seconds_count{method="POST",route="/identify"} 1.0' in lines
+    assert "faceverify_faces_embedded_total 2.0" in lines
+    assert 'faceverify_gallery_faces{collection="default"} 1.0' in lines
+    assert "faceverify_queue_depth 0.0" in lines
 
 
 def test_a_full_queue_answers_503_with_retry_after(

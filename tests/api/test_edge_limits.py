@@ -130,3 +130,16 @@ def test_a_form_with_too_many_files_is_refused(server: str) -> None:
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "invalid_body"
     assert "files" in response.json()["error"]["message"]
+
+
+def test_a_request_answered_before_its_body_arrived_closes_its_connection(server: str) -> None:
+    started = time.perf_counter()
+    sock = _post_head(_port(server), "Content-Length: 10000\r\n")
+    sock.sendall(b"0123456789")  # not multipart: refused at once, with most of the body unsent
+    status, _ = _answer(sock)
+    sock.settimeout(REQUEST_TIMEOUT_S + 5)
+    while sock.recv(65536):
+        pass  # the rest of the answer, then the close
+    sock.close()
+    assert status == 400
+    assert time.perf_counter() - started < REQUEST_TIMEOUT_S

@@ -115,7 +115,7 @@ def test_settings_are_validated() -> None:
 def test_a_write_holding_the_gallery_does_not_stall_other_requests(models_dir: Path, tmp_path: Path) -> None:
     settings = Settings(models_dir=models_dir, data_dir=tmp_path / "data")
     with TestClient(create_app(settings)) as client:
-        gallery = client.app.state.gallery  # type: ignore[attr-defined]
+        gallery = client.app.state.service.gallery  # type: ignore[attr-defined]
         held, done = threading.Event(), threading.Event()
 
         def write_for_a_while() -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from app.face.batcher import EmbedBatcher
 from app.face.embedder import Embedder
+from app.face.pipeline import PipelineSettings, embed_directly
 
 
 def test_concurrent_chips_are_batched_and_returned_to_their_callers(
@@ -19,7 +20,11 @@ def test_concurrent_chips_are_batched_and_returned_to_their_callers(
     expected = embedder.embed(chips, flip_average=True)
     batches: list[int] = []
     batcher = EmbedBatcher(
-        embedder, True, max_batch=16, max_wait_ms=50, in_flight=lambda: 12, on_batch=batches.append
+        embed_directly(embedder, PipelineSettings(flip_average=True)),
+        max_batch=16,
+        max_wait_ms=50,
+        in_flight=lambda: 12,
+        on_batch=batches.append,
     )
     results: dict[int, np.ndarray] = {}
     start = threading.Barrier(12)
@@ -41,7 +46,9 @@ def test_concurrent_chips_are_batched_and_returned_to_their_callers(
 
 
 def test_a_lone_caller_does_not_wait(embedder: Embedder, dlib_chips: np.ndarray) -> None:
-    batcher = EmbedBatcher(embedder, False, max_wait_ms=5_000, in_flight=lambda: 1)
+    batcher = EmbedBatcher(
+        embed_directly(embedder, PipelineSettings(flip_average=False)), max_wait_ms=5_000, in_flight=lambda: 1
+    )
     started = time.perf_counter()
     batcher.embed(dlib_chips[:1])
     assert time.perf_counter() - started < 1.0
@@ -49,7 +56,7 @@ def test_a_lone_caller_does_not_wait(embedder: Embedder, dlib_chips: np.ndarray)
 
 
 def test_errors_reach_every_waiting_caller(embedder: Embedder) -> None:
-    batcher = EmbedBatcher(embedder, False)
+    batcher = EmbedBatcher(embed_directly(embedder, PipelineSettings(flip_average=False)))
     with pytest.raises(ValueError, match="chips must be uint8"):
         batcher.embed(np.zeros((1, 10, 10, 3), np.uint8))
     batcher.close()

@@ -91,4 +91,4 @@ def test_health_answers_once_models_are_loaded(models_dir: Path, tmp_path: Path)
         response = client.get("/health")
         assert response.status_code == 200
         assert response.json() == {"status": "ok"}
-        assert app.state.pipeline.model_id.startswith("dlib-resnet-v1-")
+        assert app.state.service.pipeline.model_id.startswith("dlib-resnet-v1-")

@@ -19,13 +19,13 @@ def test_the_gallery_opens_with_the_service_and_is_snapshotted(models_dir: Path,
     data = tmp_path / "data"
     app = create_app(Settings(models_dir=models_dir, data_dir=data))
     with TestClient(app):
-        gallery: Gallery = app.state.gallery
-        assert gallery.model_id == app.state.pipeline.model_id
+        gallery: Gallery = app.state.service.gallery
+        assert gallery.model_id == app.state.service.pipeline.model_id
         gallery.enroll("default", [Enrollment("ann", [NewFace(faces_of(identities(1))[0])])])
     assert (data / DATABASE_NAME).is_file()
     assert list((data / "index").glob("*.faiss")), "no index snapshot was written at shutdown"
     with TestClient(create_app(Settings(models_dir=models_dir, data_dir=data))) as client:
-        assert client.app.state.gallery.startup.loaded == {"default": 1}  # type: ignore[attr-defined]
+        assert client.app.state.service.gallery.startup.loaded == {"default": 1}  # type: ignore[attr-defined]
 
 
 def test_another_models_gallery_stops_the_start(models_dir: Path, tmp_path: Path) -> None:

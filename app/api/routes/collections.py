@@ -8,19 +8,20 @@ from fastapi import APIRouter, Form
 from starlette.concurrency import run_in_threadpool
 
 from app.api.audit import audit
-from app.api.deps import ApiKey, GalleryDep, GateDep, KeysDep
+from app.api.deps import CallerDep, EngineDep, GalleryDep, PathCollection
 from app.api.fields import checked_id
+from app.api.responses import WRITES, errors
 from app.api.schemas import CollectionOut, Deleted
 
 router = APIRouter(prefix="/collections", tags=["gallery"])
 
 
 @router.get("", response_model=list[CollectionOut])
-async def list_collections(gallery: GalleryDep, keys: KeysDep, api_key: ApiKey = None) -> list[CollectionOut]:
+async def list_collections(gallery: GalleryDep, caller: CallerDep) -> list[CollectionOut]:
     """The collections this key may use, with their sizes."""
     # Off the event loop: a write holding the gallery's lock must not stall every other request.
     found = await run_in_threadpool(gallery.collections)
-    visible = set(keys.visible(api_key, [c.name for c, _ in found]))
+    visible = set(caller.visible([c.name for c, _ in found]))
     return [
         CollectionOut(name=c.name, model_id=c.model_id, faces=n, created_at=c.created_at)
         for c, n in found
@@ -28,26 +29,24 @@ async def list_collections(gallery: GalleryDep, keys: KeysDep, api_key: ApiKey =
     ]
 
 
-@router.post("", response_model=CollectionOut, status_code=201)
+@router.post("", response_model=CollectionOut, status_code=201, responses=errors(400, 409, 507))
 async def create_collection(
     gallery: GalleryDep,
-    keys: KeysDep,
+    caller: CallerDep,
     name: Annotated[str, Form(min_length=1, max_length=128)],
-    api_key: ApiKey = None,
 ) -> CollectionOut:
     """A new, empty collection."""
-    keys.check(api_key, name)
+    caller.check(name)
     created = await run_in_threadpool(gallery.create_collection, checked_id(name, "name"))
-    audit("create_collection", api_key, collection=name)
+    audit("create_collection", caller, collection=name)
     return CollectionOut(name=created.name, model_id=created.model_id, faces=0, created_at=created.created_at)
 
 
-@router.delete("/{name}", response_model=Deleted)
+@router.delete("/{name}", response_model=Deleted, responses=errors(404, *WRITES))
 async def delete_collection(
-    name: str, gallery: GalleryDep, gate: GateDep, keys: KeysDep, api_key: ApiKey = None
+    name: PathCollection, gallery: GalleryDep, engine: EngineDep, caller: CallerDep
 ) -> Deleted:
     """Delete a collection with all its subjects and faces."""
-    keys.check(api_key, name)
-    face_ids = await gate.run(gallery.delete_collection, name)
-    audit("delete_collection", api_key, collection=name, face_ids=face_ids)
+    face_ids = await engine.run(gallery.delete_collection, name)
+    audit("delete_collection", caller, collection=name, face_ids=face_ids)
     return Deleted(deleted_faces=len(face_ids))

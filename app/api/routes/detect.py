@@ -6,28 +6,26 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, UploadFile
 
-from app.api.deps import ApiKey, GateDep, KeysDep, PipelineDep, SettingsDep, read_image
+from app.api.deps import EngineDep, PipelineDep, SettingsDep, read_image
+from app.api.responses import WITH_PHOTOS, errors
 from app.api.schemas import DetectResponse, FaceOut
 from app.face.detector import Detection
 
 router = APIRouter(tags=["faces"])
 
 
-@router.post("/detect", response_model=DetectResponse)
+@router.post("/detect", response_model=DetectResponse, responses=errors(*WITH_PHOTOS))
 async def detect(
     pipeline: PipelineDep,
-    gate: GateDep,
-    keys: KeysDep,
+    engine: EngineDep,
     settings: SettingsDep,
     image: Annotated[UploadFile, File()],
-    api_key: ApiKey = None,
 ) -> DetectResponse:
     """Boxes, landmarks and scores of every face, largest first."""
-    keys.check(api_key, None)
     data = await read_image(image, settings)
 
     def find() -> list[Detection]:
         return pipeline.detect_photo(pipeline.decode_photo(data))
 
-    detections = await gate.run(find)
+    detections = await engine.run(find)
     return DetectResponse(faces=[FaceOut.of(d) for d in detections], count=len(detections))

@@ -1,33 +1,44 @@
-"""GET /health (alive), GET /ready (models and gallery loaded, and where they run), GET /metrics."""
+"""GET /health (alive) and GET /ready (models and gallery loaded, where they run), public for probes;
+GET /metrics, for keys that may use every collection."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
-from fastapi.responses import PlainTextResponse
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import DecisionsDep, GalleryDep, GateDep, PipelineDep, SettingsDep
+from app.api.deps import CallerDep, DecisionsDep, GalleryDep, PipelineDep, SettingsDep
+from app.api.errors import ApiError
 from app.api.schemas import Health, OperatingPointOut, Ready
+from app.api.state import service_of
 
+# Probes carry no key: these two answer anyone, and tell nothing about what is enrolled.
+public_router = APIRouter(tags=["service"])
 router = APIRouter(tags=["service"])
 
 
-@router.get("/health", response_model=Health)
+@public_router.get("/health", response_model=Health)
 async def health() -> Health:
     """Liveness: the process answers."""
     return Health(status="ok")
 
 
-@router.get("/metrics", response_class=PlainTextResponse)
-async def metrics(request: Request, gallery: GalleryDep, gate: GateDep) -> str:
-    """Prometheus metrics: requests and latency per route and status, faces embedded, batch sizes,
-    queue depth, gallery sizes."""
-    # Off the event loop: a write holding the gallery's lock must not stall every other request.
-    sizes = {collection.name: faces for collection, faces in await run_in_threadpool(gallery.collections)}
-    return str(request.app.state.metrics.render(gate.pending, sizes))
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
+)
+async def metrics(request: Request, caller: CallerDep) -> Response:
+    """Prometheus metrics: requests, latency and errors, time per pipeline stage, faces embedded, batch
+    sizes, queue depth, gallery sizes per collection, process figures. Needs a key for every collection."""
+    if not caller.sees_all:
+        raise ApiError(403, "forbidden", "/metrics names every collection: it needs a key for all ('*')")
+    # Off the event loop: the gallery sizes wait for a write that holds the gallery's lock.
+    body = await run_in_threadpool(service_of(request.app.state).metrics.render)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/ready", response_model=Ready)
+@public_router.get("/ready", response_model=Ready)
 async def ready(
     request: Request,
     pipeline: PipelineDep,
@@ -41,7 +52,7 @@ async def ready(
         status="ready",
         model_id=pipeline.model_id,
         execution_providers=pipeline.embedder.providers,
-        index_device=request.app.state.index_device,
+        index_device=service_of(request.app.state).index_device,
         collections=len(await run_in_threadpool(gallery.collections)),
         threshold=point.threshold,
         threshold_calibrated=point.rule != "uncalibrated",

@@ -8,16 +8,17 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, UploadFile
 
 from app.api.deps import (
-    ApiKey,
     DecisionsDep,
+    EngineDep,
+    FormCollection,
     GalleryDep,
-    GateDep,
-    KeysDep,
+    MetricsDep,
     PipelineDep,
     SettingsDep,
     read_image,
 )
-from app.api.inference import timed
+from app.api.engine import timed
+from app.api.responses import WITH_PHOTOS, errors
 from app.api.schemas import CandidateOut, FaceOut, IdentifyResponse, ImageFaces, OperatingPointOut
 from app.face.pipeline import FaceResult
 from app.gallery.gallery import Ranking
@@ -25,17 +26,16 @@ from app.gallery.gallery import Ranking
 router = APIRouter(tags=["faces"])
 
 
-@router.post("/identify", response_model=IdentifyResponse)
+@router.post("/identify", response_model=IdentifyResponse, responses=errors(*WITH_PHOTOS, 404))
 async def identify(
     pipeline: PipelineDep,
     gallery: GalleryDep,
-    gate: GateDep,
-    keys: KeysDep,
+    engine: EngineDep,
     settings: SettingsDep,
     decisions: DecisionsDep,
+    metrics: MetricsDep,
+    collection: FormCollection,
     image: Annotated[UploadFile, File(description="photo of the person to find")],
-    api_key: ApiKey = None,
-    collection: Annotated[str, Form(min_length=1, max_length=128)] = "default",
     top_k: Annotated[int, Form(ge=1, le=100)] = 5,
     fpir: Annotated[
         float | None,
@@ -54,7 +54,6 @@ async def identify(
 ) -> IdentifyResponse:
     """Rank the collection's subjects against the photo's largest face; match at the stated FPIR."""
     started = time.perf_counter()
-    keys.check(api_key, collection)
     score_kind = decisions.score_for(normalise, default=settings.score_normalisation)
     decisions.identify(1, fpir, threshold, score_kind)  # 422 before any inference
     payload = await read_image(image, settings)
@@ -64,10 +63,12 @@ async def identify(
         gallery.collection(collection)  # 404 before any inference
         (probe,), pipeline_ms = timed(pipeline.largest_faces, [payload])
         # One more than asked: the margin needs the second candidate.
+        searching = time.perf_counter()
         (ranking,) = gallery.rank(collection, probe.face.embedding[None], top_k + 1, score_kind == "snorm")
+        metrics.observe_stage("search", time.perf_counter() - searching)
         return probe, ranking, pipeline_ms
 
-    probe, ranking, pipeline_ms = await gate.run(find)
+    probe, ranking, pipeline_ms = await engine.run(find)
     point = decisions.identify(ranking.faces_searched, fpir, threshold, score_kind)
     ranked = ranking.candidates
     shown = [c for c in ranked[:top_k] if include_misses or c.score >= point.threshold]

@@ -8,7 +8,8 @@ from fastapi import APIRouter, Path, Query
 from starlette.concurrency import run_in_threadpool
 
 from app.api.audit import audit
-from app.api.deps import AllowedCollection, ApiKey, GalleryDep, GateDep
+from app.api.deps import CallerDep, EngineDep, GalleryDep, QueryCollection
+from app.api.responses import WRITES, errors
 from app.api.schemas import Deleted, SubjectOut, SubjectPage
 from app.gallery.store import Subject
 
@@ -25,10 +26,10 @@ def _out(subject: Subject) -> SubjectOut:
     )
 
 
-@router.get("", response_model=SubjectPage)
+@router.get("", response_model=SubjectPage, responses=errors(404))
 async def list_subjects(
     gallery: GalleryDep,
-    collection: AllowedCollection,
+    collection: QueryCollection,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> SubjectPage:
@@ -40,40 +41,40 @@ async def list_subjects(
     )
 
 
-@router.get("/{subject_id}", response_model=SubjectOut)
+@router.get("/{subject_id}", response_model=SubjectOut, responses=errors(404))
 async def get_subject(
     subject_id: str,
     gallery: GalleryDep,
-    collection: AllowedCollection,
+    collection: QueryCollection,
 ) -> SubjectOut:
     """One subject with its face ids."""
     return _out(await run_in_threadpool(gallery.subject, collection, subject_id))
 
 
-@router.delete("/{subject_id}", response_model=Deleted)
+@router.delete("/{subject_id}", response_model=Deleted, responses=errors(404, *WRITES))
 async def delete_subject(
     subject_id: str,
     gallery: GalleryDep,
-    gate: GateDep,
-    collection: AllowedCollection,
-    api_key: ApiKey = None,
+    engine: EngineDep,
+    collection: QueryCollection,
+    caller: CallerDep,
 ) -> Deleted:
     """Delete a subject and every face of it."""
-    face_ids = await gate.run(gallery.delete_subject, collection, subject_id)
-    audit("delete_subject", api_key, collection=collection, subject=subject_id, face_ids=face_ids)
+    face_ids = await engine.run(gallery.delete_subject, collection, subject_id)
+    audit("delete_subject", caller, collection=collection, subject=subject_id, face_ids=face_ids)
     return Deleted(deleted_faces=len(face_ids))
 
 
-@router.delete("/{subject_id}/faces/{face_id}", response_model=Deleted)
+@router.delete("/{subject_id}/faces/{face_id}", response_model=Deleted, responses=errors(404, *WRITES))
 async def delete_face(
     subject_id: str,
     face_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
     gallery: GalleryDep,
-    gate: GateDep,
-    collection: AllowedCollection,
-    api_key: ApiKey = None,
+    engine: EngineDep,
+    collection: QueryCollection,
+    caller: CallerDep,
 ) -> Deleted:
     """Delete one face of a subject."""
-    await gate.run(gallery.delete_face, collection, subject_id, face_id)
-    audit("delete_face", api_key, collection=collection, subject=subject_id, face_ids=[face_id])
+    await engine.run(gallery.delete_face, collection, subject_id, face_id)
+    audit("delete_face", caller, collection=collection, subject=subject_id, face_ids=[face_id])
     return Deleted(deleted_faces=1)

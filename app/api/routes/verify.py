@@ -9,18 +9,10 @@ import numpy as np
 import numpy.typing as npt
 from fastapi import APIRouter, File, Form, UploadFile
 
-from app.api.deps import (
-    ApiKey,
-    DecisionsDep,
-    GalleryDep,
-    GateDep,
-    KeysDep,
-    PipelineDep,
-    SettingsDep,
-    read_image,
-)
+from app.api.deps import CallerDep, DecisionsDep, EngineDep, GalleryDep, PipelineDep, SettingsDep, read_image
+from app.api.engine import timed
 from app.api.errors import ApiError
-from app.api.inference import timed
+from app.api.responses import WITH_PHOTOS, errors
 from app.api.schemas import FaceOut, ImageFaces, OperatingPointOut, VerifyResponse
 from app.decision.errors import OperatingPointUnsupported
 from app.decision.points import Decisions, Score
@@ -46,15 +38,14 @@ def _score(
     return float(sims[best]), float(scores[best])
 
 
-@router.post("/verify", response_model=VerifyResponse)
+@router.post("/verify", response_model=VerifyResponse, responses=errors(*WITH_PHOTOS, 404))
 async def verify(
     pipeline: PipelineDep,
     gallery: GalleryDep,
-    gate: GateDep,
-    keys: KeysDep,
+    engine: EngineDep,
+    caller: CallerDep,
     settings: SettingsDep,
     decisions: DecisionsDep,
-    api_key: ApiKey = None,
     image_a: Annotated[UploadFile | None, File(description="first photo")] = None,
     image_b: Annotated[UploadFile | None, File(description="second photo")] = None,
     image: Annotated[
@@ -80,17 +71,16 @@ async def verify(
     started = time.perf_counter()
     score_kind = decisions.score_for(normalise, default=False)
     if image_a is not None and image_b is not None:
-        keys.check(api_key, None)
         point = decisions.verify(far, threshold, operating_point, score_kind)  # 422 before any inference
         payloads = [await read_image(image_a, settings), await read_image(image_b, settings)]
-        results, pipeline_ms = await gate.run_timed(pipeline.largest_faces, payloads)
+        results, pipeline_ms = await engine.run_timed(pipeline.largest_faces, payloads)
         first, second = results
         similarity, score = _score(decisions, score_kind, first.face.embedding, second.face.embedding[None])
         other: ImageFaces | None = ImageFaces(
             face=FaceOut.of(second.face.detection), faces_found=second.faces_found
         )
     elif image is not None and subject_id is not None:
-        keys.check(api_key, collection)
+        caller.check(collection)  # only here: two photos use no collection
         decisions.verify(far, threshold, operating_point, score_kind)  # 422 before any inference
         payload = await read_image(image, settings)
         known = subject_id
@@ -100,7 +90,7 @@ async def verify(
             (result,), pipeline_ms = timed(pipeline.largest_faces, [payload])
             return stored, result, pipeline_ms
 
-        stored, first, pipeline_ms = await gate.run(compare)
+        stored, first, pipeline_ms = await engine.run(compare)
         # Each of the subject's faces is a chance for a stranger to pass: the FAR holds over all of them.
         point = decisions.verify(far, threshold, operating_point, score_kind, comparisons=len(stored))
         similarity, score = _score(decisions, score_kind, first.face.embedding, stored)
