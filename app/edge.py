@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,9 +39,11 @@ def _error_response(status: int, code: str, message: str) -> bytes:
 
 
 class EdgeProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with the edge limits; `limits` is set by `edge_protocol()`."""
+    """uvicorn's httptools protocol with the edge limits; `limits` and `on_refused` (told the error code
+    of each refusal, for metrics) are set by `edge_protocol()`."""
 
     limits = EdgeLimits()
+    on_refused: Callable[[str], None] | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -98,6 +101,10 @@ class EdgeProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        # A head that arrived in one read is only measurable here: its line and headers, as sent.
+        size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+        if size > self.limits.max_head_bytes:
+            raise HeadTooLarge(f"the request head exceeds {self.limits.max_head_bytes:,} bytes")
         super().on_headers_complete()
         self._receiving = self.cycle
 
@@ -127,7 +134,12 @@ class EdgeProtocol(HttpToolsProtocol):
 
     def _refuse_head(self, message: str) -> None:
         self.logger.warning("refused a request: %s", message)
+        self._count("request_header_too_large")
         self._close_with(_error_response(431, "request_header_too_large", message))
+
+    def _count(self, code: str) -> None:
+        if self.on_refused is not None:
+            self.on_refused(code)
 
     def _request_timed_out(self) -> None:
         self._deadline = None
@@ -138,6 +150,7 @@ class EdgeProtocol(HttpToolsProtocol):
             self._close_with(b"")  # too late for a status: the connection is cut
             return
         message = f"the request was not received in full within {seconds:g} s"
+        self._count("request_timeout")
         self._close_with(_error_response(408, "request_timeout", message))
 
     def _close_with(self, response: bytes) -> None:
@@ -151,6 +164,8 @@ class EdgeProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
-def edge_protocol(limits: EdgeLimits) -> type[EdgeProtocol]:
+def edge_protocol(limits: EdgeLimits, on_refused: Callable[[str], None] | None = None) -> type[EdgeProtocol]:
     """The protocol class to hand uvicorn (`http=`), with these limits."""
-    return type("ConfiguredEdgeProtocol", (EdgeProtocol,), {"limits": limits})
+    # staticmethod: stored on the class, a plain function would be bound as a method.
+    hook = staticmethod(on_refused) if on_refused is not None else None
+    return type("ConfiguredEdgeProtocol", (EdgeProtocol,), {"limits": limits, "on_refused": hook})

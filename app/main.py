@@ -48,10 +48,11 @@ def _check_calibration(artifact: Artifact, settings: Settings) -> None:
         )
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app; models and gallery load when it starts, and a bad artifact stops the start."""
+def create_app(settings: Settings | None = None, metrics: Metrics | None = None) -> FastAPI:
+    """Build the app; models and gallery load when it starts, and a bad artifact stops the start.
+    `metrics` is given by a server that also counts what its protocol refuses before the app."""
     settings = settings or Settings()
-    metrics = Metrics()
+    metrics = metrics or Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

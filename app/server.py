@@ -7,6 +7,7 @@ import ipaddress
 import uvicorn
 
 from app.api.audit import configure_logging
+from app.api.metrics import Metrics
 from app.config import Settings
 from app.edge import edge_protocol
 from app.main import create_app
@@ -34,12 +35,13 @@ def serve(host: str | None = None, port: int | None = None) -> None:
         )
     configure_logging(settings.log_level, settings.log_format == "json")
     # log_config=None: uvicorn's own loggers go through the one handler, request id and all.
+    metrics = Metrics()  # shared with the protocol: its 408 and 431 are counted with the app's errors
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, metrics),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
         log_config=None,
-        http=edge_protocol(settings.edge_limits()),
+        http=edge_protocol(settings.edge_limits(), on_refused=metrics.observe_error),
         limit_concurrency=settings.max_connections,
     )

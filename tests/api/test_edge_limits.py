@@ -143,3 +143,20 @@ def test_a_request_answered_before_its_body_arrived_closes_its_connection(server
     sock.close()
     assert status == 400
     assert time.perf_counter() - started < REQUEST_TIMEOUT_S
+
+
+def _refusals(url: str, code: str) -> float:
+    for line in httpx.get(f"{url}/metrics", timeout=5).text.splitlines():
+        if line.startswith(f'faceverify_errors_total{{code="{code}"}}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_refusals_at_the_edge_are_counted_in_the_metrics(server: str) -> None:
+    before = _refusals(server, "request_header_too_large")
+    sock = socket.create_connection(("127.0.0.1", _port(server)))
+    sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Filler: " + b"a" * 70_000 + b"\r\n\r\n")
+    status, _ = _answer(sock)
+    sock.close()
+    assert status == 431
+    assert _refusals(server, "request_header_too_large") == before + 1
