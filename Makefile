@@ -48,7 +48,10 @@ bench: models
 	$(BIN)/python -m benchmarks.embedder
 	$(BIN)/python -m benchmarks.pipeline
 	$(BIN)/python -m benchmarks.lfw
+	$(BIN)/python -m benchmarks.openset
 	$(BIN)/python -m benchmarks.gallery
+	$(BIN)/python -m benchmarks.uploads
+	$(BIN)/python -m benchmarks.attacks
 	$(BIN)/python -m benchmarks.load
 	$(BIN)/python -m benchmarks.training
 
