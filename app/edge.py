@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httptools
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 STATUS_TEXT = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 
@@ -51,7 +51,7 @@ class EdgeProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._header_count = 0
         self._deadline: asyncio.TimerHandle | None = None
-        self._receiving: Any = None  # the request cycle whose body is still arriving
+        self._receiving: RequestResponseCycle | None = None  # the request whose body is still arriving
         self.timeout_keep_alive = self.limits.idle_timeout_s  # type: ignore[assignment]
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
