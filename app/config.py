@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     max_form_files: Annotated[int, Field(ge=2)] = 10
     max_form_fields: Annotated[int, Field(ge=1)] = 16
     min_face_size: float = 32.0
+    # /identify with faces=all answers for at most this many faces of a photo (largest first).
+    max_identify_faces: Annotated[int, Field(ge=1, le=100)] = 10
     detector_min_face_size: int = 20
     # Faces are looked for on a copy whose longer side is at most this (chips still come from the
     # full-resolution pixels): bounds detection's time and memory whatever the upload's size.

@@ -122,3 +122,16 @@ def lfw_photos(limit: int) -> list[Path]:
     people = sorted(p for p in images.iterdir() if p.is_dir())
     photos = [next(iter(sorted(person.glob("*.jpg"))), None) for person in people[:limit]]
     return [p for p in photos if p is not None]
+
+
+def devtest_people(limit: int, photos_each: int = 2) -> list[list[Path]]:
+    """Up to `limit` people of lfw-dev's DevTest pairs with at least `photos_each` photos (sorted), or []
+    where the data is absent."""
+    pairs, images = LFW_DEV / "pairsDevTest.txt", LFW_DEV / "images"
+    if not pairs.is_file():
+        return []
+    names = sorted(
+        {line.split("\t")[0] for line in pairs.read_text().splitlines()[1:] if line.count("\t") == 2}
+    )
+    people = [sorted((images / name).glob("*.jpg")) for name in names]
+    return [photos[:photos_each] for photos in people if len(photos) >= photos_each][:limit]

@@ -13,8 +13,9 @@ from app.api.metrics import Metrics
 from app.api.state import service_of
 from app.config import Settings
 from app.decision.points import Decisions
+from app.face.choice import FaceChoice
 from app.face.errors import BadImage, ImageTooLarge
-from app.face.pipeline import FacePipeline
+from app.face.pipeline import FacePipeline, culprit
 from app.gallery.gallery import Gallery
 
 # Two ways to present a key, documented as the OpenAPI security schemes: Prometheus and many HTTP
@@ -99,13 +100,26 @@ FormCollection = Annotated[str, Depends(_form_collection)]
 PathCollection = Annotated[str, Depends(_path_collection)]
 
 
-async def read_image(upload: UploadFile, settings: Settings) -> bytes:
-    """An uploaded image's bytes, refusing more than FV_MAX_IMAGE_BYTES without reading them all."""
+async def read_image(upload: UploadFile, settings: Settings, field: str) -> bytes:
+    """An uploaded image's bytes, refusing more than FV_MAX_IMAGE_BYTES without reading them all;
+    errors name `field`."""
     data = await upload.read(settings.max_image_bytes + 1)
-    if len(data) > settings.max_image_bytes:
-        raise ImageTooLarge(
-            f"{upload.filename or 'the image'} is larger than {settings.max_image_bytes:,} bytes"
-        )
-    if not data:
-        raise BadImage(f"{upload.filename or 'the image'} is empty")
+    with culprit(field):
+        if len(data) > settings.max_image_bytes:
+            raise ImageTooLarge(
+                f"{upload.filename or 'the image'} is larger than {settings.max_image_bytes:,} bytes"
+            )
+        if not data:
+            raise BadImage(f"{upload.filename or 'the image'} is empty")
     return data
+
+
+def face_choice(text: str | None, field: str) -> FaceChoice:
+    """A face choice field, parsed; 422 naming the field when it names no rule (or, later, no face)."""
+    return FaceChoice.parse(text, field)
+
+
+FACE_CHOICE_HELP = (
+    "which face: largest (default), central, an index of /detect's list (0 is the largest), or a box "
+    "x1,y1,x2,y2 (the detected face that overlaps it most)"
+)

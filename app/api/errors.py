@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -57,6 +57,7 @@ _STATUS: list[tuple[type[Exception], int]] = [
     (face.UnsupportedImageFormat, 415),
     (face.ImageError, 400),
     (face.FaceNotUsable, 422),
+    (face.FaceChoiceInvalid, 422),
     (gallery.CollectionNotFound, 404),
     (gallery.SubjectNotFound, 404),
     (gallery.FaceNotFound, 404),
@@ -74,9 +75,20 @@ def status_of(error: Exception) -> int:
     return next((status for kind, status in _STATUS if isinstance(error, kind)), 500)
 
 
-def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
-    """The one error shape."""
-    return {"error": {"code": code, "message": message}}
+def error_body(code: str, message: str, **details: object) -> dict[str, dict[str, object]]:
+    """The one error shape; details (the culprit `field`, competing face `boxes`) only when known."""
+    return {
+        "error": {"code": code, "message": message, **{k: v for k, v in details.items() if v is not None}}
+    }
+
+
+def _location(loc: Sequence[object]) -> str:
+    """A validation error's field as a client names it: `images[2]`, `top_k` (no body/query prefix)."""
+    parts = [p for p in loc if p not in ("body", "query", "path", "header")]
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
 
 
 def _allowed_methods(request: Request) -> str:
@@ -96,10 +108,10 @@ def install_error_handlers(app: FastAPI, on_error: Callable[[str], None]) -> Non
     """Map every error a request can meet onto the one JSON shape; `on_error` is told each code."""
 
     def answer(
-        status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+        status: int, code: str, message: str, headers: Mapping[str, str] | None = None, **details: object
     ) -> JSONResponse:
         on_error(code)
-        return JSONResponse(error_body(code, message), status, headers=headers)
+        return JSONResponse(error_body(code, message, **details), status, headers=headers)
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -111,15 +123,16 @@ def install_error_handlers(app: FastAPI, on_error: Callable[[str], None]) -> Non
     async def domain_error(
         _: Request, exc: face.FaceError | gallery.GalleryError | decision.DecisionError
     ) -> JSONResponse:
-        return answer(status_of(exc), exc.code, str(exc))
+        field = getattr(exc, "field", None)
+        boxes = getattr(exc, "boxes", None)
+        return answer(status_of(exc), exc.code, str(exc), field=field, boxes=boxes)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body')}: {e.get('msg', 'invalid')}"
-            for e in exc.errors()
-        )
-        return answer(422, "invalid_field", problems or "invalid request")
+        errors = exc.errors()
+        problems = "; ".join(f"{_location(e.get('loc', ()))}: {e.get('msg', 'invalid')}" for e in errors)
+        field = _location(errors[0].get("loc", ())) if errors else None
+        return answer(422, "invalid_field", problems or "invalid request", field=field or None)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

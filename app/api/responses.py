@@ -12,6 +12,12 @@ class ErrorDetail(BaseModel):
 
     code: str = Field(description="stable error code, e.g. no_face or request_too_large")
     message: str = Field(description="what went wrong, for people; its wording may change")
+    field: str | None = Field(
+        None, description="the request field at fault, when one is: image_b, images[2], top_k"
+    )
+    boxes: list[list[float]] | None = Field(
+        None, description="many_faces: the competing faces' boxes (x1, y1, x2, y2), largest first"
+    )
 
 
 class ErrorOut(BaseModel):

@@ -78,6 +78,16 @@ class VerifyResponse(BaseModel):
     )
 
 
+class EnrolledFace(BaseModel):
+    """A face stored from one of the enrolled photos, and where in that photo it was."""
+
+    face_id: int
+    field: str = Field(description="the photo it came from: images[0], images[1], ...")
+    box: tuple[float, float, float, float] = Field(description="x1, y1, x2, y2 in the photo's pixels")
+    score: float = Field(description="the detector's confidence")
+    faces_found: int = Field(description="faces the photo held")
+
+
 class EnrollResponse(BaseModel):
     """The faces stored for a subject."""
 
@@ -85,6 +95,7 @@ class EnrollResponse(BaseModel):
     subject_id: str
     face_ids: list[int]
     faces_found: list[int]
+    faces: list[EnrolledFace] = Field(description="per photo, in order: the face stored and its box")
     model_id: str
 
 
@@ -97,6 +108,15 @@ class CandidateOut(BaseModel):
     score: float = Field(description="the value compared with the threshold (similarity, or its S-norm)")
     match: bool = Field(description="score >= threshold")
     face_id: int
+
+
+class IdentifiedFace(BaseModel):
+    """One face of the photo (faces=all), with its own candidates and decision."""
+
+    face: FaceOut
+    match: bool
+    candidates: list[CandidateOut]
+    margin: float | None
 
 
 class IdentifyResponse(BaseModel):
@@ -115,6 +135,12 @@ class IdentifyResponse(BaseModel):
     )
     operating_point: OperatingPointOut
     image: ImageFaces
+    faces: list[IdentifiedFace] | None = Field(
+        None,
+        description="with faces=all: every face large enough to embed (largest first, at most "
+        "FV_MAX_IDENTIFY_FACES), each decided at the same operating point; the fields above are the "
+        "chosen face's",
+    )
     collection: str
     model_id: str
     timings_ms: dict[str, float]

@@ -1,10 +1,16 @@
 """Domain errors of the face pipeline; the API layer maps them to HTTP statuses."""
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+
 
 class FaceError(Exception):
-    """Base class: every face-pipeline error carries a stable machine-readable code."""
+    """Base class: every face-pipeline error carries a stable machine-readable code, and, once known,
+    the request field whose image caused it (`image_b`, `images[2]`)."""
 
     code = "face_error"
+    field: str | None = None
 
 
 class ModelError(FaceError):
@@ -68,12 +74,26 @@ class NoFace(FaceNotUsable):
 
 
 class ManyFaces(FaceNotUsable):
-    """Several faces where exactly one is required."""
+    """Several faces where exactly one is required, with the competing boxes (x1, y1, x2, y2)."""
 
     code = "many_faces"
+
+    def __init__(self, message: str, boxes: Sequence[tuple[float, float, float, float]] = ()) -> None:
+        super().__init__(message)
+        self.boxes = [tuple(round(v, 1) for v in box) for box in boxes]
 
 
 class FaceTooSmall(FaceNotUsable):
     """The face is smaller than the configured minimum: too little detail to embed reliably."""
 
     code = "face_too_small"
+
+
+class FaceChoiceInvalid(FaceError):
+    """A face choice that names no face: an unknown rule, an index past the faces found."""
+
+    code = "invalid_field"
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field

@@ -14,9 +14,10 @@ import numpy.typing as npt
 
 from app.face.align import align_face, chip_to_image_transform, pyramid_factor
 from app.face.batcher import EmbedChips
+from app.face.choice import FaceChoice, dominates
 from app.face.detector import Detection, DetectorSettings, MtcnnDetector
 from app.face.embedder import Embedder
-from app.face.errors import FaceTooSmall, ManyFaces, NoFace
+from app.face.errors import FaceError, FaceTooSmall, ManyFaces
 from app.face.image import DEFAULT_DETECTION_SIDE, DecodeLimits, decode_image
 from app.face.manifest import load_manifest
 from app.face.photo import Photo
@@ -45,10 +46,20 @@ class Face:
 
 @dataclass(frozen=True)
 class FaceResult:
-    """The face a request uses and how many faces its image held."""
+    """The face a request uses, how many faces its image held, and all of them (largest first)."""
 
     face: Face
     faces_found: int
+    detections: Sequence[Detection] = ()
+
+
+@dataclass(frozen=True)
+class Upload:
+    """An image of a request: the field it came in (named in errors), its bytes and the face to use."""
+
+    field_name: str
+    data: bytes
+    choice: FaceChoice = field(default_factory=FaceChoice)
 
 
 def largest_first(detections: Sequence[Detection]) -> list[Detection]:
@@ -177,38 +188,92 @@ class FacePipeline:
         vectors = self.embed_chips(chips)
         return [Face(d, v) for d, v in zip(detections, vectors, strict=True)]
 
-    def _usable_largest(self, photo: Photo) -> tuple[Detection, int]:
-        detections = self.detect_photo(photo)
-        if not detections:
-            raise NoFace("no face was found in the image")
-        largest = detections[0]
-        if largest.size < self.settings.min_face_size:
+    def _usable(self, detection: Detection) -> Detection:
+        if detection.size < self.settings.min_face_size:
             raise FaceTooSmall(
-                f"the largest face is {largest.size:.0f} px; at least {self.settings.min_face_size:.0f} px "
+                f"the face is {detection.size:.0f} px; at least {self.settings.min_face_size:.0f} px "
                 "is needed for a reliable embedding"
             )
-        return largest, len(detections)
+        return detection
+
+    def _found(self, upload: Upload) -> tuple[Photo, list[Detection]]:
+        with culprit(upload.field_name):
+            photo = self.decode_photo(upload.data)
+            return photo, self.detect_photo(photo)
+
+    def chosen_faces(self, uploads: Sequence[Upload]) -> list[FaceResult]:
+        """Each upload's chosen face (verify, identify), embedded together in one batch."""
+        photos, picked = [], []
+        for upload in uploads:
+            photo, detections = self._found(upload)
+            with culprit(upload.field_name):
+                picked.append((self._usable(upload.choice.pick(detections, _full_size(photo))), detections))
+            photos.append(photo)
+        faces = self.embed_photos(photos, [detection for detection, _ in picked])
+        return [FaceResult(face, len(found), found) for face, (_, found) in zip(faces, picked, strict=True)]
+
+    def enrollment_faces(self, uploads: Sequence[Upload], allow_largest: bool = False) -> list[FaceResult]:
+        """One face per upload (enroll): the only one, one the caller named, or the largest when it
+        dominates (DOMINANCE times the area of the next) or `allow_largest` says so; else ManyFaces
+        with the competing boxes."""
+        photos, picked = [], []
+        for upload in uploads:
+            photo, detections = self._found(upload)
+            with culprit(upload.field_name):
+                if upload.choice.rule == "largest" and not allow_largest and not dominates(detections):
+                    boxes = [d.box for d in detections]
+                    raise ManyFaces(
+                        f"{len(detections)} faces were found and none is twice the area of the others: "
+                        "send a photo of one person, or choose a face (face=, as an index or a box of "
+                        "/detect's answer), or allow_largest=true",
+                        boxes,
+                    )
+                picked.append((self._usable(upload.choice.pick(detections, _full_size(photo))), detections))
+            photos.append(photo)
+        faces = self.embed_photos(photos, [detection for detection, _ in picked])
+        return [FaceResult(face, len(found), found) for face, (_, found) in zip(faces, picked, strict=True)]
 
     def largest_faces(self, payloads: Sequence[bytes]) -> list[FaceResult]:
-        """The largest face of each image (verify, identify), embedded together in one batch."""
-        photos = [self.decode_photo(data) for data in payloads]
-        picked = [self._usable_largest(photo) for photo in photos]
-        faces = self.embed_photos(photos, [detection for detection, _ in picked])
-        return [FaceResult(face, count) for face, (_, count) in zip(faces, picked, strict=True)]
+        """The largest face of each image, embedded together in one batch."""
+        return self.chosen_faces([Upload(f"images[{i}]", data) for i, data in enumerate(payloads)])
 
     def single_face(self, data: bytes, allow_largest: bool = False) -> FaceResult:
-        """Exactly one face (enroll); with allow_largest, the largest of several."""
-        photo = self.decode_photo(data)
-        detection, count = self._usable_largest(photo)
-        if count > 1 and not allow_largest:
-            raise ManyFaces(
-                f"{count} faces were found; send a photo of one person or ask for the largest face"
-            )
-        (face,) = self.embed_photos([photo], [detection])
-        return FaceResult(face, count)
+        """One face of an image as enroll takes it (see enrollment_faces)."""
+        (result,) = self.enrollment_faces([Upload("image", data)], allow_largest)
+        return result
 
-    def all_faces(self, data: bytes) -> list[Face]:
-        """Every face large enough to embed, largest first."""
-        photo = self.decode_photo(data)
-        usable = [d for d in self.detect_photo(photo) if d.size >= self.settings.min_face_size]
+    def every_face(self, upload: Upload, limit: int) -> tuple[FaceResult, list[Face]]:
+        """The upload's chosen face, and every face large enough to embed (largest first, at most
+        `limit`, the chosen one always among them), from one decode and one embedder batch."""
+        photo, detections = self._found(upload)
+        with culprit(upload.field_name):
+            chosen = self._usable(upload.choice.pick(detections, _full_size(photo)))
+        usable = [d for d in detections if d.size >= self.settings.min_face_size][:limit]
+        if chosen not in usable:
+            usable = sorted([chosen, *usable[: limit - 1]], key=lambda d: d.area, reverse=True)
+        faces = self.embed_photos([photo] * len(usable), usable)
+        picked = faces[usable.index(chosen)]
+        return FaceResult(picked, len(detections), detections), faces
+
+    def all_faces(self, data: bytes, field: str = "image", limit: int | None = None) -> list[Face]:
+        """Every face large enough to embed, largest first (at most `limit` of them)."""
+        photo, detections = self._found(Upload(field, data))
+        usable = [d for d in detections if d.size >= self.settings.min_face_size][:limit]
         return self.embed_photos([photo] * len(usable), usable)
+
+
+def _full_size(photo: Photo) -> tuple[int, int]:
+    """(width, height) of the upright photo, in the full-size pixels detections are given in."""
+    height, width = photo.detection.shape[:2]
+    return round(width / photo.scale[0]), round(height / photo.scale[1])
+
+
+@contextmanager
+def culprit(field: str) -> Iterator[None]:
+    """Name `field` in a FaceError raised inside, unless it names one already."""
+    try:
+        yield
+    except FaceError as exc:
+        if exc.field is None:
+            exc.field = field
+        raise

@@ -18,6 +18,7 @@ from app.gallery.errors import CollectionNotFound, GalleryModelMismatch, Invalid
 from app.gallery.index import FaissIndex, IndexSettings, VectorIndex
 from app.gallery.store import Collection, Enrollment, GalleryStore, Subject
 
+DEFAULT_COLLECTION = "default"
 log = logging.getLogger("faceverify.gallery")
 
 SNAPSHOT_DIR = "index"
@@ -179,9 +180,18 @@ class Gallery:
                 index.rebuild(ids, vectors)
                 rebuilt[collection.name] = len(index)
             self._indexes[collection.id] = index
+        self._ensure_default()
         report = StartupReport(loaded, rebuilt, time.perf_counter() - started)
         log.info("gallery ready in %.2f s: loaded %s, rebuilt %s", report.seconds, loaded, rebuilt)
         return report
+
+    def _ensure_default(self) -> None:
+        """The default collection always exists (created empty at start and after it is deleted)."""
+        try:
+            self.store.collection(DEFAULT_COLLECTION)
+        except CollectionNotFound:
+            collection = self.store.create_collection(DEFAULT_COLLECTION, self.model_id)
+            self._indexes[collection.id] = self._new_index()
 
     def save_snapshots(self) -> None:
         """Write every collection's index, so the next start need not rebuild it; a snapshot that cannot
@@ -236,6 +246,8 @@ class Gallery:
             self._indexes.pop(collection.id, None)
             for suffix in (".faiss", ".json"):
                 self._snapshot_path(collection).with_suffix(suffix).unlink(missing_ok=True)
+            if name == DEFAULT_COLLECTION:
+                self._ensure_default()
             return face_ids
 
     # Faces

@@ -102,7 +102,8 @@ def test_bad_images_get_their_status(client: TestClient, name: str) -> None:
 
 
 def test_not_found_and_invalid_fields(client: TestClient, photos: list[Path]) -> None:
-    _error(client.get("/subjects/nobody"), 404, "collection_not_found")
+    _error(client.get("/subjects/nobody"), 404, "subject_not_found")  # "default" always exists
+    _error(client.get("/subjects/nobody", params={"collection": "none"}), 404, "collection_not_found")
     _error(
         client.post("/identify", files=[_file(photos, "obama.jpg")], data={"collection": "none"}),
         404,
@@ -134,7 +135,7 @@ def test_api_keys(keyed: TestClient, photos: list[Path]) -> None:
     enrolled = keyed.post(
         "/enroll",
         headers={"X-API-Key": KEY_STAFF},
-        data={"subject_id": "biden", "collection": "staff"},
+        data={"subject_id": "biden", "collection": "staff", "create_collection": "true"},
         files=[_file(photos, "biden.jpg", "images")],
     )
     assert enrolled.status_code == 201, enrolled.text

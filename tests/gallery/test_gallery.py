@@ -71,8 +71,9 @@ def test_deletes_reach_the_index(tmp_path: Path) -> None:
     with pytest.raises(SubjectNotFound):
         gallery.delete_subject("default", "s3")
     assert len(gallery.delete_collection("default")) == 8
+    assert gallery.index_size("default") == 0  # the default collection comes back, empty
     with pytest.raises(CollectionNotFound):
-        gallery.identify("default", centres[:1])
+        gallery.identify("elsewhere", centres[:1])
 
 
 def test_a_restart_keeps_everything(tmp_path: Path) -> None:

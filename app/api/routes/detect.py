@@ -22,7 +22,7 @@ async def detect(
     image: Annotated[UploadFile, File()],
 ) -> DetectResponse:
     """Boxes, landmarks and scores of every face, largest first."""
-    data = await read_image(image, settings)
+    data = await read_image(image, settings, "image")
 
     def find() -> list[Detection]:
         return pipeline.detect_photo(pipeline.decode_photo(data))

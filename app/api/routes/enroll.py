@@ -9,18 +9,20 @@ from fastapi import APIRouter, File, Form, UploadFile
 
 from app.api.audit import audit
 from app.api.deps import (
+    FACE_CHOICE_HELP,
     CallerDep,
     EngineDep,
     FormCollection,
     GalleryDep,
     PipelineDep,
     SettingsDep,
+    face_choice,
     read_image,
 )
 from app.api.fields import checked_id, parse_metadata
 from app.api.responses import WITH_PHOTOS, WRITES, errors
-from app.api.schemas import EnrollResponse
-from app.face.pipeline import FaceResult
+from app.api.schemas import EnrolledFace, EnrollResponse
+from app.face.pipeline import Upload
 from app.gallery.store import Enrollment, NewFace
 
 router = APIRouter(tags=["gallery"])
@@ -28,7 +30,10 @@ MAX_IMAGES = 10
 
 
 @router.post(
-    "/enroll", response_model=EnrollResponse, status_code=201, responses=errors(*WITH_PHOTOS, *WRITES, 409)
+    "/enroll",
+    response_model=EnrollResponse,
+    status_code=201,
+    responses=errors(*WITH_PHOTOS, *WRITES, 404, 409),
 )
 async def enroll(
     pipeline: PipelineDep,
@@ -44,30 +49,50 @@ async def enroll(
     ],
     name: Annotated[str | None, Form(max_length=256)] = None,
     metadata: Annotated[str | None, Form(description="a JSON object", max_length=65_536)] = None,
-    allow_largest: Annotated[bool, Form(description="use the largest face of a photo with several")] = False,
+    allow_largest: Annotated[
+        bool,
+        Form(description="take the largest face of a photo with several, even when it does not dominate"),
+    ] = False,
+    face: Annotated[str | None, Form(description=f"each photo's face: {FACE_CHOICE_HELP}")] = None,
+    create_collection: Annotated[
+        bool, Form(description="create the collection if it does not exist (else 404 collection_not_found)")
+    ] = False,
 ) -> EnrollResponse:
-    """Embed exactly one face per photo (or the largest, if asked) and store them for the subject."""
+    """Store one face per photo for the subject: a photo's only face, the one `face` names, or its
+    largest when that is at least twice the area of the next (or allow_largest is set)."""
     checked_id(subject_id, "subject_id")
     checked_id(collection, "collection")
     extra = parse_metadata(metadata)
-    payloads = [await read_image(upload, settings) for upload in images]
-
-    def embed_all() -> list[FaceResult]:
-        return [pipeline.single_face(data, allow_largest) for data in payloads]
-
-    results = await engine.run(embed_all)
+    choice = face_choice(face, "face")
+    uploads = [
+        Upload(f"images[{i}]", await read_image(image, settings, f"images[{i}]"), choice)
+        for i, image in enumerate(images)
+    ]
+    results = await engine.run(pipeline.enrollment_faces, uploads, allow_largest)
     faces = [
         NewFace(
-            r.face.embedding, r.face.detection.box, r.face.detection.score, hashlib.sha256(data).hexdigest()
+            r.face.embedding, r.face.detection.box, r.face.detection.score,
+            hashlib.sha256(upload.data).hexdigest(),
         )
-        for r, data in zip(results, payloads, strict=True)
-    ]
-    (face_ids,) = await engine.run(gallery.enroll, collection, [Enrollment(subject_id, faces, name, extra)])
+        for r, upload in zip(results, uploads, strict=True)
+    ]  # fmt: skip
+    enrollment = Enrollment(subject_id, faces, name, extra)
+    (face_ids,) = await engine.run(gallery.enroll, collection, [enrollment], create_collection)
     audit("enroll", caller, collection=collection, subject=subject_id, face_ids=face_ids)
     return EnrollResponse(
         collection=collection,
         subject_id=subject_id,
         face_ids=face_ids,
         faces_found=[r.faces_found for r in results],
+        faces=[
+            EnrolledFace(
+                face_id=face_id,
+                field=upload.field_name,
+                box=r.face.detection.box,
+                score=r.face.detection.score,
+                faces_found=r.faces_found,
+            )
+            for face_id, r, upload in zip(face_ids, results, uploads, strict=True)
+        ],
         model_id=pipeline.model_id,
     )

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import Annotated, Literal
 
+import numpy as np
 from fastapi import APIRouter, File, Form, UploadFile
 
 from app.api.deps import (
+    FACE_CHOICE_HELP,
     DecisionsDep,
     EngineDep,
     FormCollection,
@@ -15,12 +17,19 @@ from app.api.deps import (
     MetricsDep,
     PipelineDep,
     SettingsDep,
+    face_choice,
     read_image,
 )
-from app.api.engine import timed
 from app.api.responses import WITH_PHOTOS, errors
-from app.api.schemas import CandidateOut, FaceOut, IdentifyResponse, ImageFaces, OperatingPointOut
-from app.face.pipeline import FaceResult
+from app.api.schemas import (
+    CandidateOut,
+    FaceOut,
+    IdentifiedFace,
+    IdentifyResponse,
+    ImageFaces,
+    OperatingPointOut,
+)
+from app.face.pipeline import Face, FaceResult, Upload
 from app.gallery.gallery import Ranking
 
 router = APIRouter(tags=["faces"])
@@ -51,42 +60,68 @@ async def identify(
         bool | None,
         Form(description="decide on cohort-normalised scores (default: FV_SCORE_NORMALISATION)"),
     ] = None,
+    face: Annotated[str | None, Form(description=FACE_CHOICE_HELP)] = None,
+    faces: Annotated[
+        Literal["one", "all"],
+        Form(description="all: also answer for every face of the photo (at most FV_MAX_IDENTIFY_FACES)"),
+    ] = "one",
 ) -> IdentifyResponse:
-    """Rank the collection's subjects against the photo's largest face; match at the stated FPIR."""
+    """Rank the collection's subjects against the photo's chosen face (and, with faces=all, against
+    each of its faces); match at the stated FPIR."""
     started = time.perf_counter()
     score_kind = decisions.score_for(normalise, default=settings.score_normalisation)
     decisions.identify(1, fpir, threshold, score_kind)  # 422 before any inference
-    payload = await read_image(image, settings)
+    upload = Upload("image", await read_image(image, settings, "image"), face_choice(face, "face"))
 
-    def find() -> tuple[FaceResult, Ranking, float]:
+    def find() -> tuple[FaceResult, list[Face], list[Ranking], float]:
         # One trip to the worker thread: SQLite and the index stay off the event loop.
         gallery.collection(collection)  # 404 before any inference
-        (probe,), pipeline_ms = timed(pipeline.largest_faces, [payload])
+        started = time.perf_counter()
+        if faces == "all":
+            probe, every = pipeline.every_face(upload, settings.max_identify_faces)
+        else:
+            (probe,), every = pipeline.chosen_faces([upload]), []
+        pipeline_ms = (time.perf_counter() - started) * 1000
+        # The chosen face first, then every face (the chosen one again: one search covers both).
+        probes = np.stack([probe.face.embedding, *(f.embedding for f in every)])
         # One more than asked: the margin needs the second candidate.
         searching = time.perf_counter()
-        (ranking,) = gallery.rank(collection, probe.face.embedding[None], top_k + 1, score_kind == "snorm")
+        rankings = gallery.rank(collection, probes, top_k + 1, score_kind == "snorm")
         metrics.observe_stage("search", time.perf_counter() - searching)
-        return probe, ranking, pipeline_ms
+        return probe, every, rankings, pipeline_ms
 
-    probe, ranking, pipeline_ms = await engine.run(find)
-    point = decisions.identify(ranking.faces_searched, fpir, threshold, score_kind)
-    ranked = ranking.candidates
-    shown = [c for c in ranked[:top_k] if include_misses or c.score >= point.threshold]
-    candidates = [
-        CandidateOut(
-            subject_id=c.subject_id, name=c.name, similarity=c.similarity, score=c.score,
-            match=c.score >= point.threshold, face_id=c.face_id,
-        )
-        for c in shown
-    ]  # fmt: skip
+    probe, every, rankings, pipeline_ms = await engine.run(find)
+    point = decisions.identify(rankings[0].faces_searched, fpir, threshold, score_kind)
+
+    def decided(ranking: Ranking) -> tuple[bool, list[CandidateOut], float | None]:
+        ranked = ranking.candidates
+        shown = [c for c in ranked[:top_k] if include_misses or c.score >= point.threshold]
+        candidates = [
+            CandidateOut(
+                subject_id=c.subject_id, name=c.name, similarity=c.similarity, score=c.score,
+                match=c.score >= point.threshold, face_id=c.face_id,
+            )
+            for c in shown
+        ]  # fmt: skip
+        margin = ranked[0].score - ranked[1].score if len(ranked) >= 2 else None
+        return bool(ranked) and ranked[0].score >= point.threshold, candidates, margin
+
+    match, candidates, margin = decided(rankings[0])
+    every_face = None
+    if faces == "all":
+        every_face = [
+            IdentifiedFace(face=FaceOut.of(f.detection), match=m, candidates=c, margin=g)
+            for f, (m, c, g) in zip(every, [decided(r) for r in rankings[1:]], strict=True)
+        ]
     return IdentifyResponse(
-        match=bool(ranked) and ranked[0].score >= point.threshold,
+        match=match,
         candidates=candidates,
         threshold=point.threshold,
         fpir=point.false_accept_rate,
-        margin=ranked[0].score - ranked[1].score if len(ranked) >= 2 else None,
+        margin=margin,
         operating_point=OperatingPointOut.of(point),
         image=ImageFaces(face=FaceOut.of(probe.face.detection), faces_found=probe.faces_found),
+        faces=every_face,
         collection=collection,
         model_id=pipeline.model_id,
         timings_ms={

@@ -9,14 +9,24 @@ import numpy as np
 import numpy.typing as npt
 from fastapi import APIRouter, File, Form, UploadFile
 
-from app.api.deps import CallerDep, DecisionsDep, EngineDep, GalleryDep, PipelineDep, SettingsDep, read_image
+from app.api.deps import (
+    FACE_CHOICE_HELP,
+    CallerDep,
+    DecisionsDep,
+    EngineDep,
+    GalleryDep,
+    PipelineDep,
+    SettingsDep,
+    face_choice,
+    read_image,
+)
 from app.api.engine import timed
 from app.api.errors import ApiError
 from app.api.responses import WITH_PHOTOS, errors
 from app.api.schemas import FaceOut, ImageFaces, OperatingPointOut, VerifyResponse
 from app.decision.errors import OperatingPointUnsupported
 from app.decision.points import Decisions, Score
-from app.face.pipeline import FaceResult
+from app.face.pipeline import FaceResult, Upload
 
 router = APIRouter(tags=["faces"])
 
@@ -52,6 +62,9 @@ async def verify(
         UploadFile | None, File(description="photo to check against an enrolled subject")
     ] = None,
     subject_id: Annotated[str | None, Form(max_length=256)] = None,
+    face_a: Annotated[str | None, Form(description=f"image_a's face: {FACE_CHOICE_HELP}")] = None,
+    face_b: Annotated[str | None, Form(description=f"image_b's face: {FACE_CHOICE_HELP}")] = None,
+    face: Annotated[str | None, Form(description=f"image's face: {FACE_CHOICE_HELP}")] = None,
     collection: Annotated[str, Form(min_length=1, max_length=128)] = "default",
     far: Annotated[
         float | None, Form(gt=0.0, lt=1.0, description="decide at this false-accept rate (calibrated)")
@@ -72,8 +85,11 @@ async def verify(
     score_kind = decisions.score_for(normalise, default=False)
     if image_a is not None and image_b is not None:
         point = decisions.verify(far, threshold, operating_point, score_kind)  # 422 before any inference
-        payloads = [await read_image(image_a, settings), await read_image(image_b, settings)]
-        results, pipeline_ms = await engine.run_timed(pipeline.largest_faces, payloads)
+        uploads = [
+            Upload("image_a", await read_image(image_a, settings, "image_a"), face_choice(face_a, "face_a")),
+            Upload("image_b", await read_image(image_b, settings, "image_b"), face_choice(face_b, "face_b")),
+        ]
+        results, pipeline_ms = await engine.run_timed(pipeline.chosen_faces, uploads)
         first, second = results
         similarity, score = _score(decisions, score_kind, first.face.embedding, second.face.embedding[None])
         other: ImageFaces | None = ImageFaces(
@@ -82,12 +98,12 @@ async def verify(
     elif image is not None and subject_id is not None:
         caller.check(collection)  # only here: two photos use no collection
         decisions.verify(far, threshold, operating_point, score_kind)  # 422 before any inference
-        payload = await read_image(image, settings)
+        probe = Upload("image", await read_image(image, settings, "image"), face_choice(face, "face"))
         known = subject_id
 
         def compare() -> tuple[npt.NDArray[np.float32], FaceResult, float]:
             stored = gallery.subject_embeddings(collection, known)  # 404 before any inference
-            (result,), pipeline_ms = timed(pipeline.largest_faces, [payload])
+            (result,), pipeline_ms = timed(pipeline.chosen_faces, [probe])
             return stored, result, pipeline_ms
 
         stored, first, pipeline_ms = await engine.run(compare)
