@@ -22,10 +22,18 @@ METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 class ApiError(Exception):
     """An error raised by the API layer itself, with its code and status."""
 
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
+        self.field = field  # the request field at fault, when one is
         self.headers = headers
 
 
@@ -33,7 +41,7 @@ class Unauthorized(ApiError):
     """No API key, or an unknown one."""
 
     def __init__(self, message: str = "a valid X-API-Key header is required") -> None:
-        super().__init__(401, "unauthorized", message, {"WWW-Authenticate": "X-API-Key"})
+        super().__init__(401, "unauthorized", message, headers={"WWW-Authenticate": "X-API-Key"})
 
 
 class Forbidden(ApiError):
@@ -48,7 +56,10 @@ class Overloaded(ApiError):
 
     def __init__(self, retry_after_s: int = 1) -> None:
         super().__init__(
-            503, "overloaded", "the service is busy; retry shortly", {"Retry-After": str(retry_after_s)}
+            503,
+            "overloaded",
+            "the service is busy; retry shortly",
+            headers={"Retry-After": str(retry_after_s)},
         )
 
 
@@ -62,6 +73,7 @@ _STATUS: list[tuple[type[Exception], int]] = [
     (gallery.SubjectNotFound, 404),
     (gallery.FaceNotFound, 404),
     (gallery.SubjectHasNoFaces, 422),
+    (gallery.MetadataTooLarge, 422),
     (gallery.InsufficientStorage, 507),
     (gallery.CollectionExists, 409),
     (gallery.GalleryModelMismatch, 409),
@@ -115,7 +127,7 @@ def install_error_handlers(app: FastAPI, on_error: Callable[[str], None]) -> Non
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return answer(exc.status, exc.code, str(exc), exc.headers)
+        return answer(exc.status, exc.code, str(exc), exc.headers, field=exc.field)
 
     @app.exception_handler(face.FaceError)
     @app.exception_handler(gallery.GalleryError)

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import json
 import unicodedata
-from typing import Any
+from typing import Any, TypeVar
+
+from fastapi import Request
+from pydantic import BaseModel, ValidationError
 
 from app.api.errors import ApiError
+
+Model = TypeVar("Model", bound=BaseModel)
 
 MAX_METADATA_DEPTH = 16
 MAX_METADATA_INT_DIGITS = 30  # beyond Python's and JSON readers' comfortable integer range
@@ -25,7 +30,7 @@ def checked_id(value: str, field: str) -> str:
     elif any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn") for c in value):
         problem = "must not contain control, format, surrogate or unassigned characters"
     if problem:
-        raise ApiError(422, "invalid_field", f"{field} {problem}")
+        raise ApiError(422, "invalid_field", f"{field} {problem}", field)
     return value
 
 
@@ -63,17 +68,44 @@ def _check_tree(value: Any) -> None:
             node.encode("utf-8")
 
 
-def parse_metadata(raw: str | None) -> dict[str, Any] | None:
+def strict_json_object(raw: str | bytes, field: str) -> dict[str, Any]:
     """Strict JSON object (no NaN or Infinity, no lone surrogates, at most 16 levels deep, integers of
-    at most 30 digits), or invalid_field (422)."""
-    if raw is None:
-        return None
+    at most 30 digits), or invalid_field (422) naming `field`."""
     try:
         value = json.loads(raw, parse_constant=_reject_constant, parse_int=_integer, parse_float=_number)
         if not isinstance(value, dict):
             raise ValueError("not an object")
         _check_tree(value)
-    except (ValueError, RecursionError, UnicodeEncodeError) as exc:
+    except (ValueError, RecursionError, UnicodeError) as exc:
         reason = "nesting too deep" if isinstance(exc, RecursionError) else str(exc)
-        raise ApiError(422, "invalid_field", f"metadata must be a strict JSON object: {reason}") from None
+        raise ApiError(
+            422, "invalid_field", f"{field} must be a strict JSON object: {reason}", field
+        ) from None
     return value
+
+
+def parse_metadata(raw: str | None) -> dict[str, Any] | None:
+    """The metadata field: a strict JSON object (see strict_json_object), or None when absent."""
+    return None if raw is None else strict_json_object(raw, "metadata")
+
+
+async def json_body(request: Request, model: type[Model]) -> Model:
+    """The request's JSON body, parsed as strictly as metadata, then validated as `model`; 422
+    invalid_field naming the field at fault otherwise."""
+    value = strict_json_object(await request.body(), "body")
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "body"
+        raise ApiError(422, "invalid_field", f"{field}: {first['msg']}", field) from None
+
+
+def json_body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI for a route that reads `model` with json_body()."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": model.model_json_schema()}},
+        }
+    }

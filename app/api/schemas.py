@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.decision.points import OperatingPoint
 from app.face.detector import Detection
@@ -86,6 +86,11 @@ class EnrolledFace(BaseModel):
     box: tuple[float, float, float, float] = Field(description="x1, y1, x2, y2 in the photo's pixels")
     score: float = Field(description="the detector's confidence")
     faces_found: int = Field(description="faces the photo held")
+    duplicate: bool = Field(
+        default=False,
+        description="the subject had this photo already (same sha256), or it came earlier in this "
+        "request: nothing new was stored, and face_id is the face stored before",
+    )
 
 
 class EnrollResponse(BaseModel):
@@ -186,6 +191,53 @@ class Deleted(BaseModel):
     """What a delete removed."""
 
     deleted_faces: int
+
+
+class FaceChange(BaseModel):
+    """What deleting or moving one face did."""
+
+    deleted_faces: int = Field(description="1 for a delete, 0 for a move")
+    subject_deleted: bool = Field(description="the subject went too: it had no other face")
+
+
+class FaceRecordOut(BaseModel):
+    """A stored face: where it was in its photo, which photo, which model embedded it."""
+
+    face_id: int
+    box: tuple[float, float, float, float] | None = Field(description="x1, y1, x2, y2 in its photo's pixels")
+    score: float | None = Field(description="the detector's confidence")
+    image_sha256: str | None = Field(description="sha256 of the photo it came from")
+    model_id: str
+    created_at: str
+
+
+class SubjectFaces(BaseModel):
+    """A subject's faces, oldest first."""
+
+    subject_id: str
+    faces: list[FaceRecordOut]
+
+
+class SubjectPatch(BaseModel):
+    """Changes to a subject: a field left out stays as it is."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, max_length=256, description="a new name, or null to clear it")
+    metadata: dict[str, Any] | None = Field(
+        default=None,
+        description="merged into the subject's metadata key by key (a null value removes its key), or "
+        "replacing it with replace_metadata",
+    )
+    replace_metadata: bool = False
+
+
+class FaceMove(BaseModel):
+    """Where a face goes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    subject_id: str = Field(min_length=1, max_length=256, description="the subject it now belongs to")
 
 
 class Health(BaseModel):

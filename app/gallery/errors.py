@@ -25,6 +25,13 @@ class FaceNotFound(GalleryError):
     code = "face_not_found"
 
 
+class MetadataTooLarge(GalleryError):
+    """A subject's metadata, once merged, would be larger than it may be."""
+
+    code = "invalid_field"
+    field = "metadata"
+
+
 class SubjectHasNoFaces(GalleryError):
     """The subject exists but has no face left to compare with."""
 

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -16,7 +17,7 @@ import numpy.typing as npt
 from app.decision.cohort import Cohort
 from app.gallery.errors import CollectionNotFound, GalleryModelMismatch, InvalidEmbedding, SubjectHasNoFaces
 from app.gallery.index import FaissIndex, IndexSettings, VectorIndex
-from app.gallery.store import Collection, Enrollment, GalleryStore, Subject
+from app.gallery.store import Collection, Enrollment, FaceRecord, GalleryStore, StoredIds, Subject
 
 DEFAULT_COLLECTION = "default"
 log = logging.getLogger("faceverify.gallery")
@@ -261,8 +262,9 @@ class Gallery:
 
     def enroll(
         self, collection_name: str, enrollments: Sequence[Enrollment], create: bool = True
-    ) -> list[list[int]]:
-        """Store the faces (one SQLite transaction), then index them; the new face ids per enrollment."""
+    ) -> list[StoredIds]:
+        """Store the faces (one SQLite transaction), then index them; the face ids per enrollment (a
+        photo the subject has already keeps its face: see StoredIds.repeated)."""
         for item in enrollments:
             for face in item.faces:
                 self._valid(face.embedding)
@@ -281,12 +283,17 @@ class Gallery:
                     f"not {self.model_id}"
                 )
             added = self.store.enroll(collection, enrollments)  # committed: from here it is never lost
-            ids = np.array([i for group in added for i in group], dtype=np.int64)
+            # Only faces stored now: a repeated photo (or one sent twice) is in the index already.
+            new: dict[int, npt.NDArray[np.float32]] = {}
+            for group, item in zip(added, enrollments, strict=True):
+                for face_id, face, repeated in zip(group, item.faces, group.repeated, strict=True):
+                    if not repeated:
+                        new[face_id] = face.embedding
             index = self._indexes[collection.id]
-            if index.needs_rebuild(len(ids)):
+            if index.needs_rebuild(len(new)):
                 index.rebuild(*self.store.embeddings(collection))
-            elif len(ids):
-                index.add(ids, np.vstack([f.embedding for item in enrollments for f in item.faces]))
+            elif new:
+                index.add(np.fromiter(new, dtype=np.int64, count=len(new)), np.vstack(list(new.values())))
             return added
 
     def _with_cohort_stats(self, enrollments: Sequence[Enrollment]) -> Sequence[Enrollment]:
@@ -388,12 +395,31 @@ class Gallery:
             self._indexes[collection.id].remove(np.array(face_ids, dtype=np.int64))
             return face_ids
 
-    def delete_face(self, collection_name: str, subject_id: str, face_id: int) -> None:
-        """Delete one face of a subject from both stores."""
+    def delete_face(self, collection_name: str, subject_id: str, face_id: int) -> bool:
+        """Delete one face of a subject from both stores (the subject too, with its last face); whether
+        the subject went."""
         with self._lock.write():
             collection = self.store.collection(collection_name)
-            self.store.delete_face(collection, subject_id, face_id)
+            subject_deleted = self.store.delete_face(collection, subject_id, face_id)
             self._indexes[collection.id].remove(np.array([face_id], dtype=np.int64))
+            return subject_deleted
+
+    def move_face(self, collection_name: str, subject_id: str, face_id: int, to_subject_id: str) -> bool:
+        """Give a face to another subject (the index is untouched: owners are read from SQLite at each
+        search); whether the first subject went with its last face."""
+        with self._lock.write():
+            return self.store.move_face(
+                self.store.collection(collection_name), subject_id, face_id, to_subject_id
+            )
+
+    def update_subject(self, collection_name: str, subject_id: str, **changes: Any) -> Subject:
+        """Change a subject's name or metadata (see GalleryStore.update_subject)."""
+        with self._lock.write():
+            return self.store.update_subject(self.store.collection(collection_name), subject_id, **changes)
+
+    def faces(self, collection_name: str, subject_id: str) -> list[FaceRecord]:
+        """A subject's faces, oldest first."""
+        return self.store.faces(self.store.collection(collection_name), subject_id)
 
     def subject(self, collection_name: str, subject_id: str) -> Subject:
         """One subject with its face ids."""

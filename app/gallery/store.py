@@ -21,6 +21,7 @@ from app.gallery.errors import (
     FaceNotFound,
     GalleryError,
     InsufficientStorage,
+    MetadataTooLarge,
     SubjectNotFound,
 )
 
@@ -66,8 +67,21 @@ _MIGRATIONS = (
     ALTER TABLE faces ADD COLUMN cohort_sd REAL;
     CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     """,
+    # 2: a subject always has a face (deleting or moving its last one removes it): older files may
+    # hold subjects whose last face was deleted; a lookup of photos by subject for duplicates.
+    """
+    DELETE FROM subjects WHERE id NOT IN (SELECT subject_id FROM faces);
+    CREATE INDEX IF NOT EXISTS faces_by_photo ON faces (subject_id, image_sha256);
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+def _box(text: str | None) -> tuple[float, float, float, float] | None:
+    if not text:
+        return None
+    x1, y1, x2, y2 = json.loads(text)
+    return float(x1), float(y1), float(x2), float(y2)
 
 
 def _now() -> str:
@@ -116,6 +130,25 @@ class FaceOwner:
     name: str | None
     cohort_mean: float | None
     cohort_sd: float | None
+
+
+@dataclass(frozen=True)
+class FaceRecord:
+    """A stored face as the API shows it: where it was in its photo and which photo (by sha256)."""
+
+    id: int
+    box: tuple[float, float, float, float] | None
+    score: float | None
+    image_sha256: str | None
+    model_id: str
+    created_at: str
+
+
+class StoredIds(list[int]):
+    """An enrollment's face ids, one per face in order; `repeated[i]` is True where nothing new was
+    written for face i: the subject had that photo already, or it came earlier in the same request."""
+
+    repeated: tuple[bool, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -241,8 +274,10 @@ class GalleryStore:
 
     # Faces and subjects
 
-    def enroll(self, collection: Collection, enrollments: Sequence[Enrollment]) -> list[list[int]]:
-        """Add faces to subjects (created on first use), all in one transaction; the new face ids."""
+    def enroll(self, collection: Collection, enrollments: Sequence[Enrollment]) -> list[StoredIds]:
+        """Add faces to subjects (created on first use), all in one transaction; per enrollment, the
+        face ids in order. A photo already stored for that subject (same sha256) is not stored again:
+        its existing face's id is given, and listed in `existing`."""
         now = _now()
         with self._write() as db:
             db.executemany(
@@ -254,14 +289,28 @@ class GalleryStore:
                   item.metadata is not None) for item in enrollments],
             )  # fmt: skip
             subject_ids = self._subject_ids(db, collection, [item.external_id for item in enrollments])
-            rows = [
-                (subject_ids[item.external_id], collection.id, collection.model_id,
-                 np.ascontiguousarray(face.embedding, dtype="<f4").tobytes(),
-                 json.dumps(face.box) if face.box is not None else None, face.score, face.image_sha256, now,
-                 face.cohort_mean, face.cohort_sd)
-                for item in enrollments
-                for face in item.faces
-            ]  # fmt: skip
+            known = self._stored_photos(db, list(subject_ids.values()))
+            pending: dict[tuple[int, str], int] = {}  # the same photo twice in this request: one row
+            rows: list[tuple[Any, ...]] = []
+            # Per face: ("id", a stored face's id), ("row", its new row) or ("again", an earlier new row).
+            refs: list[tuple[str, int]] = []
+            for item in enrollments:
+                subject = subject_ids[item.external_id]
+                for face in item.faces:
+                    key = (subject, face.image_sha256 or "")
+                    if face.image_sha256 is not None and key in known:
+                        refs.append(("id", known[key]))
+                    elif face.image_sha256 is not None and key in pending:
+                        refs.append(("again", pending[key]))
+                    else:
+                        pending[key] = len(rows)
+                        refs.append(("row", len(rows)))
+                        rows.append(
+                            (subject, collection.id, collection.model_id,
+                             np.ascontiguousarray(face.embedding, dtype="<f4").tobytes(),
+                             json.dumps(face.box) if face.box is not None else None, face.score,
+                             face.image_sha256, now, face.cohort_mean, face.cohort_sd)
+                        )  # fmt: skip
             db.executemany(
                 "INSERT INTO faces (subject_id, collection_id, model_id, embedding, box, score, image_sha256,"
                 " created_at, cohort_mean, cohort_sd) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -270,11 +319,31 @@ class GalleryStore:
             (last,) = db.execute("SELECT last_insert_rowid()").fetchone()
         # Inside one write transaction AUTOINCREMENT hands out consecutive ids, in insertion order.
         first = int(last) - len(rows) + 1
-        added, next_id = [], first
+        ids = [value if kind == "id" else first + value for kind, value in refs]
+        repeated = [kind != "row" for kind, _ in refs]
+        added, position = [], 0
         for item in enrollments:
-            added.append(list(range(next_id, next_id + len(item.faces))))
-            next_id += len(item.faces)
+            end = position + len(item.faces)
+            group = StoredIds(ids[position:end])
+            group.repeated = tuple(repeated[position:end])
+            added.append(group)
+            position = end
         return added
+
+    def _stored_photos(
+        self, db: sqlite3.Connection, subject_ids: list[int]
+    ) -> dict[tuple[int, str | None], int]:
+        """(subject id, photo sha256) -> face id, for the faces these subjects have already."""
+        found: dict[tuple[int, str | None], int] = {}
+        for start in range(0, len(subject_ids), 500):  # stay under SQLite's bound-parameter limit
+            chunk = subject_ids[start : start + 500]
+            rows = db.execute(
+                f"SELECT subject_id, image_sha256, MIN(id) FROM faces WHERE image_sha256 IS NOT NULL"
+                f" AND subject_id IN ({','.join('?' * len(chunk))}) GROUP BY subject_id, image_sha256",
+                chunk,
+            )
+            found.update(((int(r[0]), str(r[1])), int(r[2])) for r in rows)
+        return found
 
     def _subject_ids(
         self, db: sqlite3.Connection, collection: Collection, external_ids: list[str]
@@ -308,13 +377,79 @@ class GalleryStore:
             db.execute("DELETE FROM subjects WHERE id = ?", (subject_id,))
         return face_ids
 
-    def delete_face(self, collection: Collection, external_id: str, face_id: int) -> None:
-        """Delete one face of a subject."""
+    def delete_face(self, collection: Collection, external_id: str, face_id: int) -> bool:
+        """Delete one face of a subject, and the subject with its last face; whether it went."""
         with self._write() as db:
             subject_id = self._subject_id(db, collection, external_id)
             cursor = db.execute("DELETE FROM faces WHERE id = ? AND subject_id = ?", (face_id, subject_id))
             if cursor.rowcount == 0:
                 raise FaceNotFound(f"subject {external_id!r} has no face {face_id}")
+            return self._drop_if_empty(db, subject_id)
+
+    def _drop_if_empty(self, db: sqlite3.Connection, subject_id: int) -> bool:
+        """A subject without faces could match nothing and only clutter listings: it goes."""
+        if db.execute("SELECT 1 FROM faces WHERE subject_id = ? LIMIT 1", (subject_id,)).fetchone():
+            return False
+        db.execute("DELETE FROM subjects WHERE id = ?", (subject_id,))
+        return True
+
+    def move_face(self, collection: Collection, external_id: str, face_id: int, to_external_id: str) -> bool:
+        """Give one face of a subject to another subject of the collection (created if new, with no
+        name or metadata); whether the first subject went with its last face."""
+        with self._write() as db:
+            source = self._subject_id(db, collection, external_id)
+            db.execute(
+                "INSERT INTO subjects (collection_id, external_id, metadata, created_at)"
+                " VALUES (?, ?, '{}', ?) ON CONFLICT (collection_id, external_id) DO NOTHING",
+                (collection.id, to_external_id, _now()),
+            )
+            target = self._subject_id(db, collection, to_external_id)
+            cursor = db.execute(
+                "UPDATE faces SET subject_id = ? WHERE id = ? AND subject_id = ?", (target, face_id, source)
+            )
+            if cursor.rowcount == 0:
+                raise FaceNotFound(f"subject {external_id!r} has no face {face_id}")
+            return self._drop_if_empty(db, source)
+
+    def update_subject(
+        self,
+        collection: Collection,
+        external_id: str,
+        name: str | None = None,
+        clear_name: bool = False,
+        metadata: dict[str, Any] | None = None,
+        replace_metadata: bool = False,
+        metadata_limit: int = 65_536,
+    ) -> Subject:
+        """Change a subject's name (or clear it) and metadata: merged key by key (a null value removes
+        its key), or replaced whole, and at most `metadata_limit` bytes of JSON once merged; the subject
+        as it is now."""
+        with self._write() as db:
+            subject_id = self._subject_id(db, collection, external_id)
+            if name is not None or clear_name:
+                db.execute("UPDATE subjects SET name = ? WHERE id = ?", (name, subject_id))
+            if metadata is not None:
+                (current,) = db.execute(
+                    "SELECT metadata FROM subjects WHERE id = ?", (subject_id,)
+                ).fetchone()
+                merged = {} if replace_metadata else json.loads(current)
+                merged.update(metadata)
+                text = json.dumps({key: value for key, value in merged.items() if value is not None})
+                if len(text.encode()) > metadata_limit:
+                    raise MetadataTooLarge(f"the merged metadata would exceed {metadata_limit:,} bytes")
+                db.execute("UPDATE subjects SET metadata = ? WHERE id = ?", (text, subject_id))
+        return self.subject(collection, external_id)
+
+    def faces(self, collection: Collection, external_id: str) -> list[FaceRecord]:
+        """A subject's faces, oldest first, with where each came from."""
+        db = self._connection()
+        subject_id = self._subject_id(db, collection, external_id)
+        rows = db.execute(
+            "SELECT id, box, score, image_sha256, model_id, created_at FROM faces WHERE subject_id = ?"
+            " ORDER BY id",
+            (subject_id,),
+        )
+        return [FaceRecord(r[0], _box(r[1]), r[2], r[3], r[4], r[5]) for r in rows]
 
     def subject(self, collection: Collection, external_id: str) -> Subject:
         """One subject with its face ids."""

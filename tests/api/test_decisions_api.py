@@ -97,14 +97,16 @@ def test_verify_against_a_subject_holds_the_far_over_all_its_faces(
     assert against["match"] is True
 
 
-def test_a_subject_without_faces_cannot_be_verified_against(client: TestClient, photos: list[Path]) -> None:
+def test_a_subject_whose_last_face_went_cannot_be_verified_against(
+    client: TestClient, photos: list[Path]
+) -> None:
     _enroll(client, photos, "obama", "obama.jpg")
     (face_id,) = client.get("/subjects/obama").json()["face_ids"]
-    assert client.delete(f"/subjects/obama/faces/{face_id}").status_code == 200
+    assert client.delete(f"/subjects/obama/faces/{face_id}").json()["subject_deleted"] is True
     for data in ({"subject_id": "obama"}, {"subject_id": "obama", "normalise": "true", "far": "0.01"}):
         response = client.post("/verify", files=[_file(photos, "obama2.jpg")], data=data)
-        assert response.status_code == 422, response.text
-        assert response.json()["error"]["code"] == "subject_has_no_faces"
+        assert response.status_code == 404, response.text
+        assert response.json()["error"]["code"] == "subject_not_found"
 
 
 def test_identify_is_an_open_set_decision(client: TestClient, photos: list[Path]) -> None:

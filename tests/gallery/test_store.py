@@ -81,3 +81,21 @@ def test_a_failed_transaction_leaves_nothing_behind(store: GalleryStore) -> None
         store.enroll(collection, [Enrollment("ok", [good]), Enrollment("bad", [bad])])
     assert store.subjects(collection)[1] == 0
     assert len(store.face_ids(collection)) == 0
+
+
+def test_an_older_file_loses_the_subjects_its_deleted_faces_left_empty(tmp_path: Path) -> None:
+    store = GalleryStore(tmp_path)
+    collection = store.create_collection("staff", "model-a")
+    store.enroll(collection, [Enrollment("kept", [NewFace(faces_of(identities(1))[0])])])
+    store.close()
+    with sqlite3.connect(tmp_path / DATABASE_NAME) as db:  # as a version 1 file could hold it
+        db.execute(
+            "INSERT INTO subjects (collection_id, external_id, metadata, created_at)"
+            " VALUES (?, 'empty', '{}', '')",
+            (collection.id,),
+        )
+        db.execute("PRAGMA user_version = 1")
+    reopened = GalleryStore(tmp_path)
+    assert [s.external_id for s in reopened.subjects(collection)[0]] == ["kept"]
+    with pytest.raises(SubjectNotFound):
+        reopened.subject(collection, "empty")

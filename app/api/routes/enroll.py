@@ -78,7 +78,8 @@ async def enroll(
     ]  # fmt: skip
     enrollment = Enrollment(subject_id, faces, name, extra)
     (face_ids,) = await engine.run(gallery.enroll, collection, [enrollment], create_collection)
-    audit("enroll", caller, collection=collection, subject=subject_id, face_ids=face_ids)
+    stored = [i for i, repeated in zip(face_ids, face_ids.repeated, strict=True) if not repeated]
+    audit("enroll", caller, collection=collection, subject=subject_id, face_ids=stored)
     return EnrollResponse(
         collection=collection,
         subject_id=subject_id,
@@ -91,8 +92,11 @@ async def enroll(
                 box=r.face.detection.box,
                 score=r.face.detection.score,
                 faces_found=r.faces_found,
+                duplicate=repeated,
             )
-            for face_id, r, upload in zip(face_ids, results, uploads, strict=True)
+            for face_id, repeated, r, upload in zip(
+                face_ids, face_ids.repeated, results, uploads, strict=True
+            )
         ],
         model_id=pipeline.model_id,
     )
