@@ -15,6 +15,7 @@ from app.api.deps import authenticated
 from app.api.docs import install_docs
 from app.api.engine import ServingEngine
 from app.api.errors import install_error_handlers
+from app.api.json_bodies import JsonBodies, document_json_bodies, photo_fields
 from app.api.limits import BodyLimit
 from app.api.metrics import Metrics, RequestMetrics
 from app.api.responses import ANY_ROUTE, WITH_KEY, errors
@@ -122,6 +123,14 @@ def create_app(settings: Settings | None = None, metrics: Metrics | None = None)
     )
     install_docs(app)
     install_error_handlers(app, on_error=metrics.observe_error)
+    # A JSON body reaches a photo route as the multipart form it stands for: one validation for both.
+    app.add_middleware(
+        JsonBodies,
+        routes=lambda: photo_fields(app.openapi()),
+        max_image_bytes=settings.max_image_bytes,
+        max_request_bytes=settings.max_request_bytes,
+        on_refused=metrics.observe_error,
+    )
     app.add_middleware(RequestMetrics, metrics=metrics)
     # Not FastAPI's max_body_size: its 413 is plain text, not the service's one error shape.
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes, on_refused=metrics.observe_error)
@@ -132,6 +141,7 @@ def create_app(settings: Settings | None = None, metrics: Metrics | None = None)
             module.router, dependencies=[Depends(authenticated)], responses=errors(*ANY_ROUTE, *WITH_KEY)
         )
     app.include_router(health.public_router, responses=errors(*ANY_ROUTE))
+    document_json_bodies(app)
     return app
 
 

@@ -51,13 +51,13 @@ def _number(text: str) -> float:
     return value
 
 
-def _check_tree(value: Any) -> None:
+def _check_tree(value: Any, max_depth: int) -> None:
     """Depth and strings of a parsed tree, without recursion."""
     stack = [(value, 1)]
     while stack:
         node, depth = stack.pop()
-        if depth > MAX_METADATA_DEPTH:
-            raise ValueError(f"nesting deeper than {MAX_METADATA_DEPTH} levels")
+        if depth > max_depth:
+            raise ValueError(f"nesting deeper than {max_depth} levels")
         if isinstance(node, dict):
             for key, item in node.items():
                 key.encode("utf-8")  # a lone surrogate cannot be written back as JSON
@@ -68,19 +68,28 @@ def _check_tree(value: Any) -> None:
             node.encode("utf-8")
 
 
-def strict_json_object(raw: str | bytes, field: str) -> dict[str, Any]:
-    """Strict JSON object (no NaN or Infinity, no lone surrogates, at most 16 levels deep, integers of
-    at most 30 digits), or invalid_field (422) naming `field`."""
+def strict_json(raw: str | bytes, max_depth: int = MAX_METADATA_DEPTH) -> Any:
+    """Strict JSON (no NaN or Infinity, no lone surrogates, at most `max_depth` levels deep, integers of
+    at most 30 digits); ValueError saying why otherwise."""
     try:
         value = json.loads(raw, parse_constant=_reject_constant, parse_int=_integer, parse_float=_number)
+        _check_tree(value, max_depth)
+    except RecursionError:
+        raise ValueError("nesting too deep") from None
+    except UnicodeError as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
+def strict_json_object(raw: str | bytes, field: str) -> dict[str, Any]:
+    """A strict JSON object (see strict_json), or invalid_field (422) naming `field`."""
+    try:
+        value = strict_json(raw)
         if not isinstance(value, dict):
             raise ValueError("not an object")
-        _check_tree(value)
-    except (ValueError, RecursionError, UnicodeError) as exc:
-        reason = "nesting too deep" if isinstance(exc, RecursionError) else str(exc)
-        raise ApiError(
-            422, "invalid_field", f"{field} must be a strict JSON object: {reason}", field
-        ) from None
+    except ValueError as exc:
+        message = f"{field} must be a strict JSON object: {exc}"
+        raise ApiError(422, "invalid_field", message, field) from None
     return value
 
 
