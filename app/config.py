@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     # full-resolution pixels): bounds detection's time and memory whatever the upload's size.
     detection_side: Annotated[int, Field(ge=64, le=8192)] = DEFAULT_DETECTION_SIDE
     flip_average: bool = True
+    # Keep a small JPEG of each enrolled face (aligned, with a margin): biometric images at rest, so
+    # off unless asked for; it lets a person audit enrollments and a later model re-embed them.
+    store_face_thumbnails: bool = False
 
     index_exact_limit: int = 50_000
     index_storage: Literal["float32", "float16", "int8"] = "float32"

@@ -72,6 +72,7 @@ _STATUS: list[tuple[type[Exception], int]] = [
     (gallery.CollectionNotFound, 404),
     (gallery.SubjectNotFound, 404),
     (gallery.FaceNotFound, 404),
+    (gallery.ThumbnailNotStored, 404),
     (gallery.SubjectHasNoFaces, 422),
     (gallery.MetadataTooLarge, 422),
     (gallery.InsufficientStorage, 507),

@@ -111,3 +111,12 @@ def align_face(
 ) -> npt.NDArray[np.uint8]:
     """The aligned size x size chip of one face, given its landmarks and the template's chip points."""
     return warp_chip(image, chip_to_image_transform(landmarks, template), size)
+
+
+def widened_template(template: Points, chip_size: int, size: int, face_share: float) -> Points:
+    """The template's points for a size x size crop where the chip's face takes `face_share` of the
+    side, centred: the same alignment with a margin round it (for thumbnails a later model can
+    detect and align again)."""
+    scale = size / chip_size * face_share
+    centre = chip_size / 2
+    return tuple((size / 2 + (x - centre) * scale, size / 2 + (y - centre) * scale) for x, y in template)

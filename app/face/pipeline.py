@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -11,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+from PIL import Image
 
-from app.face.align import align_face, chip_to_image_transform, pyramid_factor
+from app.face.align import Points, align_face, chip_to_image_transform, pyramid_factor, widened_template
 from app.face.batcher import EmbedChips
 from app.face.choice import FaceChoice, dominates
 from app.face.detector import Detection, DetectorSettings, MtcnnDetector
@@ -21,6 +23,9 @@ from app.face.errors import FaceError, FaceTooSmall, ManyFaces
 from app.face.image import DEFAULT_DETECTION_SIDE, DecodeLimits, decode_image
 from app.face.manifest import load_manifest
 from app.face.photo import Photo
+
+THUMBNAIL_SIDE = 256
+THUMBNAIL_FACE_SHARE = 0.5  # the chip's face takes half the thumbnail's side: a margin all round
 
 # Told each stage's name (decode, detect, align, embed) and its seconds, for metrics.
 StageObserver = Callable[[str, float], None]
@@ -51,6 +56,7 @@ class FaceResult:
     face: Face
     faces_found: int
     detections: Sequence[Detection] = ()
+    thumbnail: bytes | None = None  # a JPEG of the aligned face with a margin, when asked for
 
 
 @dataclass(frozen=True)
@@ -162,13 +168,16 @@ class FacePipeline:
     def photo_chip(self, photo: Photo, detection: Detection) -> npt.NDArray[np.uint8]:
         """The aligned chip of a face of a photo, from the coarsest pixels that hold all the detail the
         chip keeps (a JPEG's face five times the chip's size is cut from its 1/2 or 1/4 decoding)."""
-        factor = pyramid_factor(chip_to_image_transform(detection.landmarks, self.embedder.template))
-        reduction = photo.reduction_for(factor)
-        offset = (reduction - 1) / 2.0
-        landmarks = [((x - offset) / reduction, (y - offset) / reduction) for x, y in detection.landmarks]
-        return align_face(
-            photo.pixels(reduction), landmarks, self.embedder.template, self.embedder.chip_size[0]
-        )
+        return _aligned(photo, detection, self.embedder.template, self.embedder.chip_size[0])
+
+    def thumbnail(self, photo: Photo, detection: Detection) -> bytes:
+        """A JPEG of the face aligned as its chip is, with a margin round it (the face takes half the
+        side), so that a person can see what was enrolled and a later model can embed it again."""
+        chip = self.embedder.chip_size[0]
+        template = widened_template(self.embedder.template, chip, THUMBNAIL_SIDE, THUMBNAIL_FACE_SHARE)
+        buffer = io.BytesIO()
+        Image.fromarray(_aligned(photo, detection, template, THUMBNAIL_SIDE)).save(buffer, "JPEG", quality=90)
+        return buffer.getvalue()
 
     def embed_photos(self, photos: Sequence[Photo], detections: Sequence[Detection]) -> list[Face]:
         """Embed the i-th detection of the i-th photo, all in one batch."""
@@ -212,10 +221,12 @@ class FacePipeline:
         faces = self.embed_photos(photos, [detection for detection, _ in picked])
         return [FaceResult(face, len(found), found) for face, (_, found) in zip(faces, picked, strict=True)]
 
-    def enrollment_faces(self, uploads: Sequence[Upload], allow_largest: bool = False) -> list[FaceResult]:
+    def enrollment_faces(
+        self, uploads: Sequence[Upload], allow_largest: bool = False, thumbnails: bool = False
+    ) -> list[FaceResult]:
         """One face per upload (enroll): the only one, one the caller named, or the largest when it
         dominates (DOMINANCE times the area of the next) or `allow_largest` says so; else ManyFaces
-        with the competing boxes."""
+        with the competing boxes. With `thumbnails`, each result carries its face's thumbnail."""
         photos, picked = [], []
         for upload in uploads:
             photo, detections = self._found(upload)
@@ -231,7 +242,10 @@ class FacePipeline:
                 picked.append((self._usable(upload.choice.pick(detections, _full_size(photo))), detections))
             photos.append(photo)
         faces = self.embed_photos(photos, [detection for detection, _ in picked])
-        return [FaceResult(face, len(found), found) for face, (_, found) in zip(faces, picked, strict=True)]
+        return [
+            FaceResult(face, len(found), found, self.thumbnail(photo, face.detection) if thumbnails else None)
+            for face, (_, found), photo in zip(faces, picked, photos, strict=True)
+        ]
 
     def largest_faces(self, payloads: Sequence[bytes]) -> list[FaceResult]:
         """The largest face of each image, embedded together in one batch."""
@@ -260,6 +274,15 @@ class FacePipeline:
         photo, detections = self._found(Upload(field, data))
         usable = [d for d in detections if d.size >= self.settings.min_face_size][:limit]
         return self.embed_photos([photo] * len(usable), usable)
+
+
+def _aligned(photo: Photo, detection: Detection, template: Points, size: int) -> npt.NDArray[np.uint8]:
+    """A size x size crop of the face aligned onto `template`, from the coarsest pixels that hold all
+    the detail it keeps."""
+    reduction = photo.reduction_for(pyramid_factor(chip_to_image_transform(detection.landmarks, template)))
+    offset = (reduction - 1) / 2.0
+    landmarks = [((x - offset) / reduction, (y - offset) / reduction) for x, y in detection.landmarks]
+    return align_face(photo.pixels(reduction), landmarks, template, size)
 
 
 def _full_size(photo: Photo) -> tuple[int, int]:

@@ -25,6 +25,12 @@ class FaceNotFound(GalleryError):
     code = "face_not_found"
 
 
+class ThumbnailNotStored(GalleryError):
+    """The face exists, but no thumbnail was kept for it."""
+
+    code = "thumbnail_not_stored"
+
+
 class MetadataTooLarge(GalleryError):
     """A subject's metadata, once merged, would be larger than it may be."""
 

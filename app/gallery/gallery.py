@@ -417,6 +417,10 @@ class Gallery:
         with self._lock.write():
             return self.store.update_subject(self.store.collection(collection_name), subject_id, **changes)
 
+    def thumbnail(self, collection_name: str, subject_id: str, face_id: int) -> bytes:
+        """The JPEG kept for a face (see GalleryStore.thumbnail)."""
+        return self.store.thumbnail(self.store.collection(collection_name), subject_id, face_id)
+
     def faces(self, collection_name: str, subject_id: str) -> list[FaceRecord]:
         """A subject's faces, oldest first."""
         return self.store.faces(self.store.collection(collection_name), subject_id)

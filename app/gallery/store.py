@@ -23,6 +23,7 @@ from app.gallery.errors import (
     InsufficientStorage,
     MetadataTooLarge,
     SubjectNotFound,
+    ThumbnailNotStored,
 )
 
 DATABASE_NAME = "gallery.sqlite3"
@@ -73,6 +74,13 @@ _MIGRATIONS = (
     DELETE FROM subjects WHERE id NOT IN (SELECT subject_id FROM faces);
     CREATE INDEX IF NOT EXISTS faces_by_photo ON faces (subject_id, image_sha256);
     """,
+    # 3: face thumbnails (FV_STORE_FACE_THUMBNAILS), deleted with their face.
+    """
+    CREATE TABLE IF NOT EXISTS face_thumbnails (
+        face_id INTEGER PRIMARY KEY REFERENCES faces(id) ON DELETE CASCADE,
+        jpeg BLOB NOT NULL
+    );
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -120,6 +128,7 @@ class NewFace:
     image_sha256: str | None = None
     cohort_mean: float | None = None  # top-k cohort statistics, for normalising scores against it
     cohort_sd: float | None = None
+    thumbnail: bytes | None = None  # a JPEG of the aligned face with a margin, when they are kept
 
 
 @dataclass(frozen=True)
@@ -292,6 +301,7 @@ class GalleryStore:
             known = self._stored_photos(db, list(subject_ids.values()))
             pending: dict[tuple[int, str], int] = {}  # the same photo twice in this request: one row
             rows: list[tuple[Any, ...]] = []
+            thumbnails: list[bytes | None] = []  # per new row
             # Per face: ("id", a stored face's id), ("row", its new row) or ("again", an earlier new row).
             refs: list[tuple[str, int]] = []
             for item in enrollments:
@@ -305,6 +315,7 @@ class GalleryStore:
                     else:
                         pending[key] = len(rows)
                         refs.append(("row", len(rows)))
+                        thumbnails.append(face.thumbnail)
                         rows.append(
                             (subject, collection.id, collection.model_id,
                              np.ascontiguousarray(face.embedding, dtype="<f4").tobytes(),
@@ -317,8 +328,12 @@ class GalleryStore:
                 rows,
             )
             (last,) = db.execute("SELECT last_insert_rowid()").fetchone()
-        # Inside one write transaction AUTOINCREMENT hands out consecutive ids, in insertion order.
-        first = int(last) - len(rows) + 1
+            # Inside one write transaction AUTOINCREMENT hands out consecutive ids, in insertion order.
+            first = int(last) - len(rows) + 1
+            db.executemany(
+                "INSERT INTO face_thumbnails (face_id, jpeg) VALUES (?, ?)",
+                [(first + row, jpeg) for row, jpeg in enumerate(thumbnails) if jpeg is not None],
+            )
         ids = [value if kind == "id" else first + value for kind, value in refs]
         repeated = [kind != "row" for kind, _ in refs]
         added, position = [], 0
@@ -439,6 +454,23 @@ class GalleryStore:
                     raise MetadataTooLarge(f"the merged metadata would exceed {metadata_limit:,} bytes")
                 db.execute("UPDATE subjects SET metadata = ? WHERE id = ?", (text, subject_id))
         return self.subject(collection, external_id)
+
+    def thumbnail(self, collection: Collection, external_id: str, face_id: int) -> bytes:
+        """The JPEG kept for one face of a subject; FaceNotFound, or ThumbnailNotStored when none was."""
+        db = self._connection()
+        subject_id = self._subject_id(db, collection, external_id)
+        row = db.execute(
+            "SELECT t.jpeg, f.id FROM faces f LEFT JOIN face_thumbnails t ON t.face_id = f.id"
+            " WHERE f.id = ? AND f.subject_id = ?",
+            (face_id, subject_id),
+        ).fetchone()
+        if row is None:
+            raise FaceNotFound(f"subject {external_id!r} has no face {face_id}")
+        if row[0] is None:
+            raise ThumbnailNotStored(
+                f"face {face_id} was enrolled without a thumbnail (FV_STORE_FACE_THUMBNAILS was off)"
+            )
+        return bytes(row[0])
 
     def faces(self, collection: Collection, external_id: str) -> list[FaceRecord]:
         """A subject's faces, oldest first, with where each came from."""

@@ -4,6 +4,7 @@ moved, on real photos and a real gallery."""
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.config import Settings
+from app.gallery.store import DATABASE_NAME
 from app.main import create_app
 from tests.conftest import photo
 
@@ -108,3 +110,32 @@ def test_a_face_moves_to_another_subject(client: TestClient, photos: list[Path])
     assert client.get("/subjects/biden").json()["face_ids"] == sorted(wrong["face_ids"])
     refused = client.post(f"/subjects/biden/faces/{wrong['face_ids'][0]}/move", json={"subject_id": "a/b"})
     assert refused.status_code == 422 and refused.json()["error"]["field"] == "subject_id"
+
+
+def test_thumbnails_are_kept_only_when_asked_and_go_with_their_face(
+    models_dir: Path, tmp_path: Path, photos: list[Path]
+) -> None:
+    image = photo(photos, "obama.jpg").read_bytes()
+    with TestClient(create_app(Settings(models_dir=models_dir, data_dir=tmp_path / "off"))) as off:
+        (face_id,) = _enroll(off, "ann", image)["face_ids"]
+        missing = off.get(f"/subjects/ann/faces/{face_id}/thumbnail")
+        assert missing.status_code == 404 and missing.json()["error"]["code"] == "thumbnail_not_stored"
+    settings = Settings(models_dir=models_dir, data_dir=tmp_path / "on", store_face_thumbnails=True)
+    with TestClient(create_app(settings)) as on:
+        first, second = _enroll(on, "ann", image, photo(photos, "obama2.jpg").read_bytes())["face_ids"]
+        answer = on.get(f"/subjects/ann/faces/{first}/thumbnail")
+        assert answer.status_code == 200 and answer.headers["content-type"] == "image/jpeg"
+        thumbnail = answer.content
+        assert 2_000 < len(thumbnail) < 60_000
+        # A later model can find the face again in it: one face, half the side, and the same person.
+        found = on.post("/detect", files=[("image", ("t.jpg", thumbnail, "image/jpeg"))]).json()["faces"]
+        assert len(found) == 1 and 80 < found[0]["box"][2] - found[0]["box"][0] < 200
+        same = on.post(
+            "/verify", data={"subject_id": "ann"}, files=[("image", ("t.jpg", thumbnail, "image/jpeg"))]
+        )
+        assert same.json()["match"] is True and same.json()["similarity"] > 0.9
+        assert on.delete(f"/subjects/ann/faces/{first}").status_code == 200
+        assert on.get(f"/subjects/ann/faces/{first}/thumbnail").json()["error"]["code"] == "face_not_found"
+        assert on.get(f"/subjects/ann/faces/{second}/thumbnail").status_code == 200
+    with sqlite3.connect(tmp_path / "on" / DATABASE_NAME) as db:  # the JPEG itself went with its face
+        assert db.execute("SELECT face_id FROM face_thumbnails").fetchall() == [(second,)]

@@ -68,11 +68,13 @@ async def enroll(
         Upload(f"images[{i}]", await read_image(image, settings, f"images[{i}]"), choice)
         for i, image in enumerate(images)
     ]
-    results = await engine.run(pipeline.enrollment_faces, uploads, allow_largest)
+    results = await engine.run(
+        pipeline.enrollment_faces, uploads, allow_largest, settings.store_face_thumbnails
+    )
     faces = [
         NewFace(
             r.face.embedding, r.face.detection.box, r.face.detection.score,
-            hashlib.sha256(upload.data).hexdigest(),
+            hashlib.sha256(upload.data).hexdigest(), thumbnail=r.thumbnail,
         )
         for r, upload in zip(results, uploads, strict=True)
     ]  # fmt: skip

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from app.api.audit import audit
@@ -25,6 +25,7 @@ from app.api.schemas import (
 from app.gallery.store import Subject
 
 FaceId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+JPEG_SCHEMA = {"type": "string", "format": "binary"}
 
 router = APIRouter(prefix="/subjects", tags=["gallery"])
 
@@ -144,6 +145,23 @@ async def subject_faces(subject_id: str, gallery: GalleryDep, collection: QueryC
             for r in records
         ],
     )
+
+
+@router.get(
+    "/{subject_id}/faces/{face_id}/thumbnail",
+    response_class=Response,
+    responses={
+        200: {"content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}}},
+        **errors(404),
+    },
+)
+async def face_thumbnail(
+    subject_id: str, face_id: FaceId, gallery: GalleryDep, collection: QueryCollection
+) -> Response:
+    """The JPEG kept of an enrolled face (aligned, with a margin), when FV_STORE_FACE_THUMBNAILS was on
+    at its enrollment; 404 thumbnail_not_stored otherwise."""
+    jpeg = await run_in_threadpool(gallery.thumbnail, collection, subject_id, face_id)
+    return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})
 
 
 @router.post(
