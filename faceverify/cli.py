@@ -1,13 +1,19 @@
-"""The `faceverify` command: `serve` needs only the service; the rest needs the `train` extra."""
+"""The `faceverify` command: `serve`, `enroll`, `verify` and `identify` need only the service; the
+training commands need the `train` extra."""
 
 from __future__ import annotations
 
 import argparse
 import importlib.metadata
 import importlib.util
+import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from faceverify.client import Answer, ServiceClient
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -55,6 +61,81 @@ def _gallery_backup(args: argparse.Namespace) -> int:
     return 0
 
 
+def _client(args: argparse.Namespace) -> ServiceClient:
+    from faceverify.client import ServiceClient
+
+    return ServiceClient(args.url, args.key)
+
+
+def _print_answer(answer: Answer) -> int:
+    print(json.dumps(answer.body, indent=2, ensure_ascii=False))
+    return 0 if answer.ok else 1
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from faceverify.client import b64
+
+    body: dict[str, object] = {"image_a": b64(args.a.read_bytes()), "image_b": b64(args.b.read_bytes())}
+    if args.far is not None:
+        body["far"] = args.far
+    return _print_answer(_client(args).post("/verify", body))
+
+
+def _identify(args: argparse.Namespace) -> int:
+    from faceverify.client import b64
+
+    body = {
+        "image": b64(args.image.read_bytes()), "collection": args.collection, "top_k": args.top_k,
+        "faces": "all" if args.all_faces else "one",
+    }  # fmt: skip
+    return _print_answer(_client(args).post("/identify", body))
+
+
+def _enroll(args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    from faceverify.bulk import LocalTarget, RemoteTarget, RunStopped, Target, enroll_folder
+
+    if not args.images.is_dir():
+        print(f"{args.images} is not a folder (one subfolder of photos per person)", file=sys.stderr)
+        return 2
+    journal = args.journal or Path(f"enroll-{args.collection}.jsonl")
+    local = (
+        LocalTarget(args.data_dir, args.models, args.collection, args.create_collection)
+        if args.data_dir
+        else None
+    )
+    target: Target = local or RemoteTarget(_client(args), args.collection, args.create_collection)
+
+    def progress(done: int, total: int, counts: Counter[str]) -> None:
+        shown = ", ".join(f"{counts[s]} {s}" for s in ("stored", "duplicate", "refused"))
+        print(f"\r{done:>7,}/{total:,} photos: {shown}", end="", file=sys.stderr, flush=True)
+
+    refused: Counter[str] = Counter()
+    try:
+        for outcome in enroll_folder(target, args.images, journal, progress):
+            if outcome.status == "refused":
+                refused[outcome.code or "error"] += 1
+    except (RunStopped, OSError) as error:
+        print(f"\nstopped: {error}; run the same command again to resume", file=sys.stderr)
+        return 1
+    finally:
+        if local is not None:
+            local.close()
+    print(file=sys.stderr)
+    reasons = ", ".join(f"{code}: {n}" for code, n in refused.most_common()) or "none"
+    print(f"refused in this run: {reasons}; every photo's outcome is in {journal}")
+    return 0
+
+
+def _add_client_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--url", default=os.environ.get("FV_URL", "http://127.0.0.1:8000"),
+        help="the service (default: FV_URL or http://127.0.0.1:8000)",
+    )  # fmt: skip
+    parser.add_argument("--key", default=os.environ.get("FV_API_KEY"), help="API key (default: FV_API_KEY)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full command tree; torch-side commands appear only where the `train` extra is installed."""
     parser = argparse.ArgumentParser(prog="faceverify", description=__doc__)
@@ -77,6 +158,37 @@ def build_parser() -> argparse.ArgumentParser:
     backup.add_argument("--out", type=Path, required=True, help="the backup file to write (must not exist)")
     backup.add_argument("--data", type=Path, default=None, help="data folder (default: FV_DATA_DIR)")
     backup.set_defaults(handler=_gallery_backup)
+    enroll = sub.add_parser(
+        "enroll", help="enroll a folder of people (one subfolder of photos each, named by subject id)"
+    )
+    enroll.add_argument("--images", type=Path, required=True, help="the folder of people")
+    enroll.add_argument("--collection", default="default", help="the collection (default: default)")
+    enroll.add_argument("--create-collection", action="store_true", help="create it if it does not exist")
+    enroll.add_argument(
+        "--journal", type=Path, default=None,
+        help="each photo's outcome, one JSON line; a rerun skips what it holds (default: "
+        "./enroll-COLLECTION.jsonl)",
+    )  # fmt: skip
+    _add_client_options(enroll)
+    enroll.add_argument(
+        "--data-dir", type=Path, default=None,
+        help="enroll in-process into this data folder instead of through --url (no server may run on it)",
+    )  # fmt: skip
+    enroll.add_argument("--models", type=Path, default=Path("models"), help="models folder, with --data-dir")
+    enroll.set_defaults(handler=_enroll)
+    compare = sub.add_parser("verify", help="are the largest faces of two photos the same person?")
+    compare.add_argument("a", type=Path)
+    compare.add_argument("b", type=Path)
+    compare.add_argument("--far", type=float, default=None, help="decide at this false-accept rate")
+    _add_client_options(compare)
+    compare.set_defaults(handler=_verify)
+    identify = sub.add_parser("identify", help="who, of a collection, is in this photo?")
+    identify.add_argument("image", type=Path)
+    identify.add_argument("--collection", default="default")
+    identify.add_argument("--top-k", type=int, default=5)
+    identify.add_argument("--all-faces", action="store_true", help="answer for every face of the photo")
+    _add_client_options(identify)
+    identify.set_defaults(handler=_identify)
     # Probe without importing: torch must never load into the serving process.
     if importlib.util.find_spec("torch") is not None:
         from training.cli import add_commands

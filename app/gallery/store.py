@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import threading
@@ -129,6 +130,18 @@ class NewFace:
     cohort_mean: float | None = None  # top-k cohort statistics, for normalising scores against it
     cohort_sd: float | None = None
     thumbnail: bytes | None = None  # a JPEG of the aligned face with a margin, when they are kept
+
+    @classmethod
+    def from_photo(
+        cls,
+        embedding: npt.NDArray[np.float32],
+        box: tuple[float, float, float, float],
+        score: float,
+        photo: bytes,
+        thumbnail: bytes | None = None,
+    ) -> NewFace:
+        """A face found in an uploaded photo, remembered by the photo's sha256 (a repeat is not stored)."""
+        return cls(embedding, box, score, hashlib.sha256(photo).hexdigest(), thumbnail=thumbnail)
 
 
 @dataclass(frozen=True)

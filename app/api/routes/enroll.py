@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile
@@ -72,9 +71,8 @@ async def enroll(
         pipeline.enrollment_faces, uploads, allow_largest, settings.store_face_thumbnails
     )
     faces = [
-        NewFace(
-            r.face.embedding, r.face.detection.box, r.face.detection.score,
-            hashlib.sha256(upload.data).hexdigest(), thumbnail=r.thumbnail,
+        NewFace.from_photo(
+            r.face.embedding, r.face.detection.box, r.face.detection.score, upload.data, r.thumbnail
         )
         for r, upload in zip(results, uploads, strict=True)
     ]  # fmt: skip
