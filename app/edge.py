@@ -68,6 +68,10 @@ class EdgeProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._in_head:
             self._head_bytes += len(data)
+            if self._deadline is None:
+                # From the first byte, not the parser's message start: bytes it skips (blank lines)
+                # must not hold a connection open forever.
+                self._deadline = self.loop.call_later(self.limits.request_timeout_s, self._request_timed_out)
         self._unset_keepalive_if_required()
         try:
             self.parser.feed_data(data)
@@ -90,8 +94,8 @@ class EdgeProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._header_count = 0
-        self._cancel_deadline()
-        self._deadline = self.loop.call_later(self.limits.request_timeout_s, self._request_timed_out)
+        if self._deadline is None:
+            self._deadline = self.loop.call_later(self.limits.request_timeout_s, self._request_timed_out)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_count += 1

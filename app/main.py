@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 
 from app.api.audit import RequestIdMiddleware
-from app.api.auth import KeyRing
+from app.api.auth import KeyRing, has_valid_key
 from app.api.deps import authenticated
 from app.api.docs import install_docs
 from app.api.engine import ServingEngine
@@ -20,7 +20,7 @@ from app.api.limits import BodyLimit
 from app.api.metrics import Metrics, RequestMetrics
 from app.api.responses import ANY_ROUTE, WITH_KEY, errors
 from app.api.routes import collections, detect, enroll, health, identify, subjects, verify
-from app.api.state import Service
+from app.api.state import Service, service_of
 from app.config import Settings
 from app.decision.cohort import Cohort
 from app.decision.points import Decisions
@@ -34,7 +34,7 @@ from app.gallery.lock import DataDirLock
 log = logging.getLogger("faceverify")
 
 
-def _check_calibration(artifact: Artifact, settings: Settings) -> None:
+def check_calibration(artifact: Artifact, settings: Settings) -> None:
     """Refuse to serve thresholds calibrated on other vectors than the ones the settings make."""
     calibration = artifact.calibration
     if calibration is None:
@@ -92,7 +92,7 @@ def create_app(settings: Settings | None = None, metrics: Metrics | None = None)
         # Refuses another model's cohort (CohortMismatch).
         cohort = Cohort.load(settings.models_dir, embedder.artifact)
         decisions = Decisions(embedder.artifact, cohort, settings.verify_far, settings.identify_fpir)
-        _check_calibration(embedder.artifact, settings)
+        check_calibration(embedder.artifact, settings)
         # Refuses to open a gallery whose faces another model embedded (GalleryModelMismatch).
         gallery = Gallery(
             settings.data_dir,
@@ -127,13 +127,15 @@ def create_app(settings: Settings | None = None, metrics: Metrics | None = None)
     app.add_middleware(
         JsonBodies,
         routes=lambda: photo_fields(app.openapi()),
+        allowed=lambda scope: has_valid_key(service_of(app.state).keys, dict(scope["headers"])),
         max_image_bytes=settings.max_image_bytes,
         max_request_bytes=settings.max_request_bytes,
         on_refused=metrics.observe_error,
     )
-    app.add_middleware(RequestMetrics, metrics=metrics)
     # Not FastAPI's max_body_size: its 413 is plain text, not the service's one error shape.
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes, on_refused=metrics.observe_error)
+    # Outside BodyLimit: a request it refuses is counted with the 413 it got, not what the app said after.
+    app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(RequestIdMiddleware)  # outermost: the id covers everything, metrics included
     for module in (verify, enroll, identify, detect, subjects, collections, health):
         # Every route needs a valid key (when keys are configured) unless its router is a public one.

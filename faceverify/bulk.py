@@ -80,24 +80,31 @@ class LocalTarget:
     not while a server runs on it)."""
 
     def __init__(self, data_dir: Path, models_dir: Path, collection: str, create: bool) -> None:
+        from app.api.fields import checked_id
         from app.config import Settings
         from app.decision.cohort import Cohort
         from app.face.pipeline import FacePipeline
         from app.gallery.gallery import Gallery
         from app.gallery.lock import DataDirLock
+        from app.main import check_calibration
 
         self.settings = Settings(data_dir=data_dir, models_dir=models_dir)
-        self.collection, self.create = collection, create
+        self.collection, self.create = checked_id(collection, "collection"), create
         self._stack = ExitStack()
         self._stack.enter_context(DataDirLock(data_dir))
-        self.pipeline = FacePipeline.from_models(
-            models_dir, self.settings.pipeline_settings(), self.settings.detector_settings()
-        )
-        embedder = self.pipeline.embedder
-        self.gallery = Gallery(
-            data_dir, embedder.model_id, embedder.embedding_size, self.settings.index_settings(),
-            cohort=Cohort.load(models_dir, embedder.artifact),
-        )  # fmt: skip
+        try:
+            self.pipeline = FacePipeline.from_models(
+                models_dir, self.settings.pipeline_settings(), self.settings.detector_settings()
+            )
+            embedder = self.pipeline.embedder
+            check_calibration(embedder.artifact, self.settings)  # as the service refuses to start
+            self.gallery = Gallery(
+                data_dir, embedder.model_id, embedder.embedding_size, self.settings.index_settings(),
+                cohort=Cohort.load(models_dir, embedder.artifact),
+            )  # fmt: skip
+        except BaseException:
+            self._stack.close()
+            raise
         self._stack.callback(self.gallery.save_snapshots)
 
     def enroll(self, person: str, photo: Path) -> Outcome:
@@ -136,9 +143,11 @@ def journal_of(path: Path) -> dict[tuple[str, str], Outcome]:
         return {}
     done = {}
     for line in path.read_text().splitlines():
-        if line.strip():
+        try:
             outcome = Outcome(**json.loads(line))
-            done[(outcome.person, outcome.photo)] = outcome
+        except (ValueError, TypeError):
+            continue  # blank, or cut off by a crash: that photo is done again
+        done[(outcome.person, outcome.photo)] = outcome
     return done
 
 

@@ -71,3 +71,21 @@ class KeyRing:
         if found is None:
             raise Unauthorized("the API key is not valid")
         return Caller(None if ALL_COLLECTIONS in found else found, key_id(presented))
+
+
+def presented_key(headers: dict[bytes, bytes]) -> str | None:
+    """The key a request presents, as the auth dependency reads it: X-API-Key, else a bearer token."""
+    key = headers.get(b"x-api-key")
+    if key is not None:
+        return key.decode("latin-1")
+    scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def has_valid_key(keys: KeyRing, headers: dict[bytes, bytes]) -> bool:
+    """The request may be served at all (a valid key, or no keys configured)."""
+    try:
+        keys.caller(presented_key(headers))
+    except Unauthorized:
+        return False
+    return True

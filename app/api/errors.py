@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from app.api.limits import REFUSED
 from app.decision import errors as decision
 from app.face import errors as face
 from app.gallery import errors as gallery
@@ -40,8 +41,10 @@ class ApiError(Exception):
 class Unauthorized(ApiError):
     """No API key, or an unknown one."""
 
-    def __init__(self, message: str = "a valid X-API-Key header is required") -> None:
-        super().__init__(401, "unauthorized", message, headers={"WWW-Authenticate": "X-API-Key"})
+    def __init__(self, message: str = "a valid API key is required (X-API-Key, or a bearer token)") -> None:
+        super().__init__(
+            401, "unauthorized", message, headers={"WWW-Authenticate": 'Bearer realm="faceverify"'}
+        )
 
 
 class Forbidden(ApiError):
@@ -121,42 +124,50 @@ def install_error_handlers(app: FastAPI, on_error: Callable[[str], None]) -> Non
     """Map every error a request can meet onto the one JSON shape; `on_error` is told each code."""
 
     def answer(
-        status: int, code: str, message: str, headers: Mapping[str, str] | None = None, **details: object
+        request: Request,
+        status: int,
+        code: str,
+        message: str,
+        headers: Mapping[str, str] | None = None,
+        **details: object,
     ) -> JSONResponse:
-        on_error(code)
+        if not request.scope.get(REFUSED):  # BodyLimit answered already; this is never sent
+            on_error(code)
         return JSONResponse(error_body(code, message, **details), status, headers=headers)
 
     @app.exception_handler(ApiError)
-    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return answer(exc.status, exc.code, str(exc), exc.headers, field=exc.field)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return answer(request, exc.status, exc.code, str(exc), exc.headers, field=exc.field)
 
     @app.exception_handler(face.FaceError)
     @app.exception_handler(gallery.GalleryError)
     @app.exception_handler(decision.DecisionError)
     async def domain_error(
-        _: Request, exc: face.FaceError | gallery.GalleryError | decision.DecisionError
+        request: Request, exc: face.FaceError | gallery.GalleryError | decision.DecisionError
     ) -> JSONResponse:
         field = getattr(exc, "field", None)
         boxes = getattr(exc, "boxes", None)
-        return answer(status_of(exc), exc.code, str(exc), field=field, boxes=boxes)
+        return answer(request, status_of(exc), exc.code, str(exc), field=field, boxes=boxes)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         problems = "; ".join(f"{_location(e.get('loc', ()))}: {e.get('msg', 'invalid')}" for e in errors)
         field = _location(errors[0].get("loc", ())) if errors else None
-        return answer(422, "invalid_field", problems or "invalid request", field=field or None)
+        return answer(request, 422, "invalid_field", problems or "invalid request", field=field or None)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 405:
-            return answer(405, "method_not_allowed", str(exc.detail), {"Allow": _allowed_methods(request)})
+            return answer(
+                request, 405, "method_not_allowed", str(exc.detail), {"Allow": _allowed_methods(request)}
+            )
         # 400 comes from parsing a form: too many files or fields, or a malformed body.
         codes = {400: "invalid_body", 404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
         code = codes.get(exc.status_code, "http_error")
-        return answer(exc.status_code, code, str(exc.detail), exc.headers)
+        return answer(request, exc.status_code, code, str(exc.detail), exc.headers)
 
     @app.exception_handler(Exception)
-    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error")
-        return answer(500, "internal_error", "an unexpected error occurred")
+        return answer(request, 500, "internal_error", "an unexpected error occurred")

@@ -56,11 +56,13 @@ def photo_fields(openapi: dict[str, Any]) -> dict[str, tuple[set[str], set[str]]
     return found
 
 
-def _decoded(value: object, field: str) -> bytes:
+def _decoded(value: object, field: str, limit: int) -> bytes:
     """A base64 image (a `data:...;base64,` prefix allowed)."""
     if not isinstance(value, str):
         raise BodyError(422, "invalid_field", f"{field} must be a base64 string", field)
     text = value.split(",", 1)[1] if value.startswith("data:") and "," in value else value
+    if len(text) // 4 * 3 > limit:  # too large decoded: said before a byte is decoded
+        raise BodyError(413, "image_too_large", f"{field} is larger than {limit:,} bytes", field)
     try:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
@@ -103,7 +105,7 @@ def as_form(
             values = value if name in lists and isinstance(value, list) else [value]
             for i, item in enumerate(values):
                 field = f"{name}[{i}]" if name in lists else name
-                data = _decoded(item, field)
+                data = _decoded(item, field, max_image_bytes)
                 if len(data) > max_image_bytes:  # as read_image would say it, before any more is decoded
                     raise BodyError(
                         413, "image_too_large", f"{field} is larger than {max_image_bytes:,} bytes", field
@@ -135,12 +137,14 @@ class JsonBodies:
         self,
         app: ASGIApp,
         routes: Callable[[], dict[str, tuple[set[str], set[str]]]],
+        allowed: Callable[[Scope], bool],
         max_image_bytes: int,
         max_request_bytes: int,
         on_refused: Callable[[str], None] | None = None,
     ) -> None:
         self.app = app
         self.routes = routes  # read on first use: the app's routes are all there by then
+        self.allowed = allowed  # a valid key: no one else makes the service hold a decoded body
         self.max_image_bytes = max_image_bytes
         self.max_request_bytes = max_request_bytes
         self.on_refused = on_refused
@@ -153,8 +157,8 @@ class JsonBodies:
         if self._routes is None:
             self._routes = self.routes()
         fields = self._routes.get(scope["path"])
-        if fields is None:
-            await self.app(scope, receive, send)
+        if fields is None or not self.allowed(scope):
+            await self.app(scope, receive, send)  # the app answers (401 without a valid key)
             return
         body = await _read_body(receive)
         if body is None:
@@ -167,20 +171,20 @@ class JsonBodies:
             for message in refusal(exc.status, exc.code, str(exc), exc.field):
                 await send(message)
             return
-        del body
+        del body  # only the form from here: it is the larger part of what the request holds
         headers = [(k, v) for k, v in scope["headers"] if k not in (b"content-type", b"content-length")]
         headers += [
             (b"content-type", f"{MULTIPART}; boundary={boundary}".encode()),
             (b"content-length", str(len(form)).encode()),
         ]
-        sent = False
+        pending: list[bytes] = [form]
+        del form
 
         async def replay() -> Message:
-            nonlocal sent
-            if sent:
+            if not pending:
                 return await receive()  # past the body: a disconnect, when it comes
-            sent = True
-            return {"type": "http.request", "body": form, "more_body": False}
+            # Handed over once, and not kept here: the app holds the only reference from then on.
+            return {"type": "http.request", "body": pending.pop(), "more_body": False}
 
         await self.app({**scope, "headers": headers}, replay, send)
 

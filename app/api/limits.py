@@ -11,6 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 # A JSON body carries its photos in base64 (4 bytes for 3): it may be this much larger, and its
 # decoded bytes are held to `limit` once decoded (app.api.json_bodies).
 JSON_GROWTH = 4 / 3
+REFUSED = "faceverify.refused"  # set in the scope of a request BodyLimit has answered
 JSON_SLACK = 64 * 1024
 
 
@@ -52,6 +53,7 @@ class BodyLimit:
                 received += len(message.get("body", b""))
                 if received > limit:
                     refused = True
+                    scope[REFUSED] = True  # what the app answers now is dropped: not counted either
                     if not started:
                         await self._refuse(send, limit)
                     return {"type": "http.disconnect"}

@@ -106,7 +106,8 @@ class Metrics:
         self.registry.register(self._gallery)
 
     def unwatch(self) -> None:
-        """Stop reporting a gallery that is closing."""
+        """Stop reporting a service that is closing (and let go of its engine and gallery)."""
+        self.queue_depth.set_function(lambda: 0)
         if self._gallery is not None:
             self.registry.unregister(self._gallery)
             self._gallery = None

@@ -29,9 +29,9 @@ class ErrorOut(BaseModel):
 # Each status with the codes that answer it (see the README's table).
 CODES = {
     400: "bad_image (empty, corrupt or not an image), invalid_body (a form with too many parts or malformed)",
-    401: "unauthorized: a valid X-API-Key header (or bearer token) is required",
+    401: "unauthorized: a valid API key is required (X-API-Key, or a bearer token)",
     403: "forbidden: the key may not use this collection",
-    404: "collection_not_found, subject_not_found, face_not_found",
+    404: "collection_not_found, subject_not_found, face_not_found, thumbnail_not_stored",
     409: "collection_exists, gallery_model_mismatch",
     413: "image_too_large (bytes or pixels), request_too_large (the whole body)",
     415: "unsupported_media_type: not a JPEG, PNG, WebP, BMP, GIF or TIFF image",
@@ -41,7 +41,7 @@ CODES = {
     507: "insufficient_storage: the gallery's disk is full; the write was rolled back",
 }
 HEADERS = {
-    401: {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "X-API-Key"}},
+    401: {"WWW-Authenticate": {"schema": {"type": "string"}, "description": 'Bearer realm="faceverify"'}},
     503: {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds to wait"}},
 }
 

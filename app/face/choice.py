@@ -41,13 +41,15 @@ class FaceChoice:
         text = text.strip()
         if text == "central":
             return cls("central", field=field)
-        if text.isdigit() and len(text) <= 6:
+        if text.isascii() and text.isdigit() and len(text) <= 6:
             return cls("index", index=int(text), field=field)
-        found = _BOX.match(text)
-        if found:
-            x1, y1, x2, y2 = (float(v) for v in found.groups())
-            if all(math.isfinite(v) for v in (x1, y1, x2, y2)) and x2 > x1 and y2 > y1:
-                return cls("box", box=(x1, y1, x2, y2), field=field)
+        found = _BOX.match(text) if text.isascii() else None
+        try:
+            x1, y1, x2, y2 = (float(v) for v in found.groups()) if found else (0.0, 0.0, 0.0, 0.0)
+        except ValueError:  # "1.2.3" passes the pattern, not float()
+            x1 = y1 = x2 = y2 = 0.0
+        if all(math.isfinite(v) for v in (x1, y1, x2, y2)) and x2 > x1 and y2 > y1:
+            return cls("box", box=(x1, y1, x2, y2), field=field)
         raise FaceChoiceInvalid(
             f"face must be largest, central, an index of /detect's list, or a box x1,y1,x2,y2; not {text!r}",
             field,

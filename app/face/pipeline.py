@@ -216,7 +216,7 @@ class FacePipeline:
         for upload in uploads:
             photo, detections = self._found(upload)
             with culprit(upload.field_name):
-                picked.append((self._usable(upload.choice.pick(detections, _full_size(photo))), detections))
+                picked.append((self._usable(upload.choice.pick(detections, photo.size)), detections))
             photos.append(photo)
         faces = self.embed_photos(photos, [detection for detection, _ in picked])
         return [FaceResult(face, len(found), found) for face, (_, found) in zip(faces, picked, strict=True)]
@@ -239,7 +239,7 @@ class FacePipeline:
                         "/detect's answer), or allow_largest=true",
                         boxes,
                     )
-                picked.append((self._usable(upload.choice.pick(detections, _full_size(photo))), detections))
+                picked.append((self._usable(upload.choice.pick(detections, photo.size)), detections))
             photos.append(photo)
         faces = self.embed_photos(photos, [detection for detection, _ in picked])
         return [
@@ -261,7 +261,7 @@ class FacePipeline:
         `limit`, the chosen one always among them), from one decode and one embedder batch."""
         photo, detections = self._found(upload)
         with culprit(upload.field_name):
-            chosen = self._usable(upload.choice.pick(detections, _full_size(photo)))
+            chosen = self._usable(upload.choice.pick(detections, photo.size))
         usable = [d for d in detections if d.size >= self.settings.min_face_size][:limit]
         if chosen not in usable:
             usable = sorted([chosen, *usable[: limit - 1]], key=lambda d: d.area, reverse=True)
@@ -283,12 +283,6 @@ def _aligned(photo: Photo, detection: Detection, template: Points, size: int) ->
     offset = (reduction - 1) / 2.0
     landmarks = [((x - offset) / reduction, (y - offset) / reduction) for x, y in detection.landmarks]
     return align_face(photo.pixels(reduction), landmarks, template, size)
-
-
-def _full_size(photo: Photo) -> tuple[int, int]:
-    """(width, height) of the upright photo, in the full-size pixels detections are given in."""
-    height, width = photo.detection.shape[:2]
-    return round(width / photo.scale[0]), round(height / photo.scale[1])
 
 
 @contextmanager

@@ -431,7 +431,7 @@ class Gallery:
 
     def subject_embeddings(self, collection_name: str, subject_id: str) -> npt.NDArray[np.float32]:
         """The stored embeddings of one subject (for verifying a probe against it); SubjectHasNoFaces
-        when its last face was deleted."""
+        should it have none (a subject goes with its last face, so only a damaged file could)."""
         stored = self.store.subject_embeddings(self.store.collection(collection_name), subject_id)
         if len(stored) == 0:
             raise SubjectHasNoFaces(f"subject {subject_id!r} has no enrolled face to compare with")

@@ -299,7 +299,7 @@ class GalleryStore:
     def enroll(self, collection: Collection, enrollments: Sequence[Enrollment]) -> list[StoredIds]:
         """Add faces to subjects (created on first use), all in one transaction; per enrollment, the
         face ids in order. A photo already stored for that subject (same sha256) is not stored again:
-        its existing face's id is given, and listed in `existing`."""
+        its existing face's id is given, and marked in `repeated`."""
         now = _now()
         with self._write() as db:
             db.executemany(

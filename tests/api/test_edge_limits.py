@@ -160,3 +160,50 @@ def test_refusals_at_the_edge_are_counted_in_the_metrics(server: str) -> None:
     sock.close()
     assert status == 431
     assert _refusals(server, "request_header_too_large") == before + 1
+
+
+def test_blank_lines_do_not_keep_a_connection_open(server: str) -> None:
+    sock = socket.create_connection(("127.0.0.1", _port(server)))
+    started = time.perf_counter()
+    status = None
+    while time.perf_counter() - started < REQUEST_TIMEOUT_S + 3:
+        try:
+            sock.sendall(b"\r\n")  # bytes the parser skips, each before the idle timer runs out
+        except (BrokenPipeError, ConnectionResetError):
+            break
+        sock.settimeout(IDLE_TIMEOUT_S / 2)
+        try:
+            data = sock.recv(65536)
+        except TimeoutError:
+            continue
+        status = int(data.split()[1]) if data else status
+        break
+    sock.close()
+    assert status == 408
+    assert time.perf_counter() - started < REQUEST_TIMEOUT_S + 2
+
+
+def _answered(url: str, status: int) -> float:
+    """POSTs to /enroll answered with this status, as /metrics counts them."""
+    wanted = f'faceverify_requests_total{{method="POST",route="/enroll",status="{status}"}}'
+    lines = httpx.get(f"{url}/metrics", timeout=5).text.splitlines()
+    return sum(float(line.split()[-1]) for line in lines if line.startswith(wanted))
+
+
+def test_a_refused_body_is_counted_as_the_413_it_got(server: str) -> None:
+    before = {status: _answered(server, status) for status in (400, 413)}
+    before_invalid = _refusals(server, "invalid_body")
+    sock = _post_head(_port(server), "Transfer-Encoding: chunked\r\n")
+    part = b'--b\r\nContent-Disposition: form-data; name="images"; filename="a.jpg"\r\n\r\n'
+    sock.sendall(f"{len(part):x}\r\n".encode() + part + b"\r\n")
+    chunk = b"y" * 65536
+    try:
+        for _ in range(LIMIT // len(chunk) + 2):
+            sock.sendall(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # refused while it streamed
+    sock.close()
+    time.sleep(0.5)  # the app's own (dropped) answer to the disconnect comes after
+    assert _answered(server, 413) == before[413] + 1
+    assert _answered(server, 400) == before[400]
+    assert _refusals(server, "invalid_body") == before_invalid

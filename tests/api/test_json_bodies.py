@@ -94,3 +94,13 @@ def test_openapi_documents_both_bodies(client: TestClient) -> None:
         assert set(content) == {"multipart/form-data", "application/json"}
     enroll = spec["components"]["schemas"]["Body_enroll_enroll_post_json"]["properties"]
     assert enroll["images"]["items"]["contentEncoding"] == "base64"
+
+
+def test_a_json_body_without_a_valid_key_is_refused_unread(models_dir: Path, tmp_path: Path) -> None:
+    keys = {"k-json-0123456789": ["*"]}
+    settings = Settings(models_dir=models_dir, data_dir=tmp_path / "data", api_keys=keys)
+    with TestClient(create_app(settings)) as keyed:
+        body = {"image": _b64(b"x" * 1000)}
+        assert keyed.post("/detect", json=body).json()["error"]["code"] == "unauthorized"
+        answer = keyed.post("/detect", json=body, headers={"Authorization": "Bearer k-json-0123456789"})
+        assert answer.status_code == 400 and answer.json()["error"]["field"] == "image"

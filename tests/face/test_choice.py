@@ -27,7 +27,9 @@ def test_each_rule_picks_its_face(text: str | None, picked: int) -> None:
     assert FaceChoice.parse(text).pick(FACES, SIZE) is FACES[picked]
 
 
-@pytest.mark.parametrize("text", ["biggest", "-1", "1,2,3", "5,5,1,1", "nan,0,1,1", "9999999"])
+@pytest.mark.parametrize(
+    "text", ["biggest", "-1", "1,2,3", "5,5,1,1", "nan,0,1,1", "9999999", "²", "1.2.3,1,2,3", "\uff11,2,3,4"]
+)
 def test_a_choice_that_names_no_rule_is_refused_with_its_field(text: str) -> None:
     with pytest.raises(FaceChoiceInvalid) as refused:
         FaceChoice.parse(text, "face_b")

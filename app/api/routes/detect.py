@@ -10,6 +10,7 @@ from app.api.deps import EngineDep, PipelineDep, SettingsDep, read_image
 from app.api.responses import WITH_PHOTOS, errors
 from app.api.schemas import DetectResponse, FaceOut
 from app.face.detector import Detection
+from app.face.pipeline import culprit
 
 router = APIRouter(tags=["faces"])
 
@@ -25,7 +26,8 @@ async def detect(
     data = await read_image(image, settings, "image")
 
     def find() -> list[Detection]:
-        return pipeline.detect_photo(pipeline.decode_photo(data))
+        with culprit("image"):
+            return pipeline.detect_photo(pipeline.decode_photo(data))
 
     detections = await engine.run(find)
     return DetectResponse(faces=[FaceOut.of(d) for d in detections], count=len(detections))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile
+from starlette.concurrency import run_in_threadpool
 
 from app.api.audit import audit
 from app.api.deps import (
@@ -67,6 +68,8 @@ async def enroll(
         Upload(f"images[{i}]", await read_image(image, settings, f"images[{i}]"), choice)
         for i, image in enumerate(images)
     ]
+    if not create_collection:
+        await run_in_threadpool(gallery.collection, collection)  # 404 before any inference
     results = await engine.run(
         pipeline.enrollment_faces, uploads, allow_largest, settings.store_face_thumbnails
     )

@@ -82,8 +82,8 @@ async def identify(
         else:
             (probe,), every = pipeline.chosen_faces([upload]), []
         pipeline_ms = (time.perf_counter() - started) * 1000
-        # The chosen face first, then every face (the chosen one again: one search covers both).
-        probes = np.stack([probe.face.embedding, *(f.embedding for f in every)])
+        # Every face, or the chosen one alone; one search for all of them.
+        probes = np.stack([f.embedding for f in every] or [probe.face.embedding])
         # One more than asked: the margin needs the second candidate.
         searching = time.perf_counter()
         rankings = gallery.rank(collection, probes, top_k + 1, score_kind == "snorm")
@@ -91,6 +91,7 @@ async def identify(
         return probe, every, rankings, pipeline_ms
 
     probe, every, rankings, pipeline_ms = await engine.run(find)
+    chosen = next((i for i, f in enumerate(every) if f.detection == probe.face.detection), 0)
     point = decisions.identify(rankings[0].faces_searched, fpir, threshold, score_kind)
 
     def decided(ranking: Ranking) -> tuple[bool, list[CandidateOut], float | None]:
@@ -106,12 +107,12 @@ async def identify(
         margin = ranked[0].score - ranked[1].score if len(ranked) >= 2 else None
         return bool(ranked) and ranked[0].score >= point.threshold, candidates, margin
 
-    match, candidates, margin = decided(rankings[0])
+    match, candidates, margin = decided(rankings[chosen])
     every_face = None
     if faces == "all":
         every_face = [
             IdentifiedFace(face=FaceOut.of(f.detection), match=m, candidates=c, margin=g)
-            for f, (m, c, g) in zip(every, [decided(r) for r in rankings[1:]], strict=True)
+            for f, (m, c, g) in zip(every, [decided(r) for r in rankings], strict=True)
         ]
     return IdentifyResponse(
         match=match,
