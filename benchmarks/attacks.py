@@ -241,6 +241,28 @@ class RawAnswer:
         )
 
 
+def raw_rows(
+    answer: RawAnswer,
+    number: str,
+    attack: str,
+    sent: str,
+    expected: str,
+    passed: bool,
+    observed: str | None = None,
+    seconds: float | None = None,
+    details: dict[str, Any] | None = None,
+) -> list[Row]:
+    """The row of an attack over a raw socket: its status and code from `answer`, observed as the
+    answer describes itself and timed to its first byte, unless told otherwise."""
+    return [
+        Row(
+            number, attack, sent, expected, observed if observed is not None else answer.describe(), passed,
+            answer.status, answer.code, seconds if seconds is not None else answer.answered_s,
+            details=details if details is not None else asdict(answer),
+        )
+    ]  # fmt: skip
+
+
 def _parse_answer(received: bytes, answer: RawAnswer) -> None:
     head, found, body = received.partition(b"\r\n\r\n")
     if not found:
@@ -434,20 +456,16 @@ def huge_header(server: Server) -> list[Row]:
     with HealthProbe(server.url) as probe:
         answer = raw_exchange(server.port, pieces(head, 64 * 1024), wait_s=5)
     fast = answer.answered_s is not None and answer.answered_s <= 1
-    return [
-        Row(
-            "2",
-            "1 MiB header",
-            "GET /health with one 1 MiB header (raw socket, 64 KiB writes)",
-            f"431 within 1 s; /health meanwhile <= {HEALTH_MEANWHILE_MS:g} ms",
-            f"{answer.describe()}; {probe.summary()}",
-            answer.status == 431 and fast and probe.ok,
-            answer.status,
-            answer.code,
-            answer.answered_s,
-            details={**asdict(answer), **probe.figures()},
-        )
-    ]
+    return raw_rows(
+        answer,
+        "2",
+        "1 MiB header",
+        "GET /health with one 1 MiB header (raw socket, 64 KiB writes)",
+        f"431 within 1 s; /health meanwhile <= {HEALTH_MEANWHILE_MS:g} ms",
+        answer.status == 431 and fast and probe.ok,
+        observed=f"{answer.describe()}; {probe.summary()}",
+        details={**asdict(answer), **probe.figures()},
+    )
 
 
 def many_headers(server: Server) -> list[Row]:
@@ -456,20 +474,14 @@ def many_headers(server: Server) -> list[Row]:
     lines = (f"X-H{i}: {value}\r\n".encode() for i in range(500))
     start = f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n".encode()
     answer = raw_exchange(server.port, [start, *lines, b"\r\n"], wait_s=5)
-    return [
-        Row(
-            "3",
-            "500 headers of 64 KiB",
-            "GET /health with 500 headers of 64 KiB (raw socket)",
-            "431",
-            answer.describe(),
-            answer.status == 431,
-            answer.status,
-            answer.code,
-            answer.answered_s,
-            details=asdict(answer),
-        )
-    ]
+    return raw_rows(
+        answer,
+        "3",
+        "500 headers of 64 KiB",
+        "GET /health with 500 headers of 64 KiB (raw socket)",
+        "431",
+        answer.status == 431,
+    )
 
 
 def huge_body(server: Server) -> list[Row]:
@@ -495,20 +507,16 @@ def huge_body(server: Server) -> list[Row]:
     with HealthProbe(server.url) as probe:
         answer = raw_exchange(server.port, body(), wait_s=10)
     fast = answer.answered_s is not None and answer.answered_s <= 1
-    return [
-        Row(
-            "4",
-            "200 MB body",
-            f"POST /enroll, Content-Length {total}, {total // 10**6} MB streamed at full speed",
-            f"413 within 1 s; /health meanwhile <= {HEALTH_MEANWHILE_MS:g} ms",
-            f"{answer.describe()}; {probe.summary()}",
-            answer.status == 413 and fast and probe.ok,
-            answer.status,
-            answer.code,
-            answer.answered_s,
-            details={**asdict(answer), **probe.figures()},
-        )
-    ]
+    return raw_rows(
+        answer,
+        "4",
+        "200 MB body",
+        f"POST /enroll, Content-Length {total}, {total // 10**6} MB streamed at full speed",
+        f"413 within 1 s; /health meanwhile <= {HEALTH_MEANWHILE_MS:g} ms",
+        answer.status == 413 and fast and probe.ok,
+        observed=f"{answer.describe()}; {probe.summary()}",
+        details={**asdict(answer), **probe.figures()},
+    )
 
 
 def short_body(server: Server) -> list[Row]:
@@ -526,40 +534,29 @@ def short_body(server: Server) -> list[Row]:
     # Ten bytes that open a valid multipart body: the form parser has to wait for the rest.
     answer = raw_exchange(server.port, [head + b"--attack\r\n"], wait_s=REQUEST_TIMEOUT_S + 5)
     on_time = answer.answered_s is not None and abs(answer.answered_s - REQUEST_TIMEOUT_S) <= 1
-    return [
-        Row(
-            "5",
-            "body shorter than Content-Length",
-            "POST /enroll, Content-Length 10000, 10 bytes ('--attack\\r\\n') sent, then waiting (raw socket)",
-            f"408 request_timeout after {REQUEST_TIMEOUT_S:g} s (+-1 s)",
-            answer.describe(),
-            answer.status == 408 and answer.code == "request_timeout" and on_time,
-            answer.status,
-            answer.code,
-            answer.answered_s,
-            details=asdict(answer),
-        )
-    ]
+    return raw_rows(
+        answer,
+        "5",
+        "body shorter than Content-Length",
+        "POST /enroll, Content-Length 10000, 10 bytes ('--attack\\r\\n') sent, then waiting (raw socket)",
+        f"408 request_timeout after {REQUEST_TIMEOUT_S:g} s (+-1 s)",
+        answer.status == 408 and answer.code == "request_timeout" and on_time,
+    )
 
 
 def idle_connection(server: Server) -> list[Row]:
     """6. A connection that never sends a byte."""
     answer = raw_exchange(server.port, [], wait_s=KEEP_ALIVE_TIMEOUT_S + 5)
     on_time = answer.closed_s is not None and abs(answer.closed_s - KEEP_ALIVE_TIMEOUT_S) <= 1
-    return [
-        Row(
-            "6",
-            "idle connection",
-            "connect, send nothing (raw socket)",
-            f"closed by the server after {KEEP_ALIVE_TIMEOUT_S:g} s (+-1 s)",
-            answer.describe(),
-            on_time,
-            answer.status,
-            answer.code,
-            answer.closed_s,
-            details=asdict(answer),
-        )
-    ]
+    return raw_rows(
+        answer,
+        "6",
+        "idle connection",
+        "connect, send nothing (raw socket)",
+        f"closed by the server after {KEEP_ALIVE_TIMEOUT_S:g} s (+-1 s)",
+        on_time,
+        seconds=answer.closed_s,
+    )
 
 
 def many_parts(server: Server) -> list[Row]:
