@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     port: Annotated[int, Field(ge=0, le=65535)] = 8000
     data_dir: Path = Path("data")
     models_dir: Path = Path("models")
+    # The embedder new collections and two-photo /verify use (an id or name of `faceverify models list`);
+    # none: the one `faceverify models build` made.
+    default_model: str | None = None
     inference_threads: Annotated[int, Field(ge=0)] = 0
     log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"
     log_format: Literal["text", "json"] = "text"  # json: one object a line, for log collectors

@@ -20,14 +20,15 @@ from app.api.limits import BodyLimit
 from app.api.metrics import Metrics, RequestMetrics
 from app.api.responses import ANY_ROUTE, WITH_KEY, errors
 from app.api.routes import collections, detect, enroll, health, identify, subjects, verify
-from app.api.state import Service, service_of
+from app.api.state import ServedModel, ServedModels, Service, service_of
 from app.config import Settings
 from app.decision.cohort import Cohort
 from app.decision.points import Decisions
+from app.face.catalog import ModelCatalog
 from app.face.errors import ModelMismatch
 from app.face.manifest import Artifact
 from app.face.runtime import available_providers, configure_threads
-from app.gallery.gallery import Gallery
+from app.gallery.gallery import EmbeddingSpace, Gallery
 from app.gallery.index import gpu_count
 from app.gallery.lock import DataDirLock
 
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None, metrics: Metrics | None = None)
             settings.engine_settings(),
             on_batch=metrics.observe_batch,
             on_stage=metrics.observe_stage,
+            default_model=settings.default_model,
         )
         try:
             service = _start(engine)
@@ -88,24 +90,31 @@ def create_app(settings: Settings | None = None, metrics: Metrics | None = None)
             service.gallery.save_snapshots()  # lets the next start skip rebuilding the indexes
 
     def _start(engine: ServingEngine) -> Service:
-        embedder = engine.pipeline.embedder
-        # Refuses another model's cohort (CohortMismatch).
-        cohort = Cohort.load(settings.models_dir, embedder.artifact)
-        decisions = Decisions(embedder.artifact, cohort, settings.verify_far, settings.identify_fpir)
-        check_calibration(embedder.artifact, settings)
-        # Refuses to open a gallery whose faces another model embedded (GalleryModelMismatch).
+        served, spaces = {}, {}
+        for model_id, pipeline in engine.pipelines.items():
+            artifact = pipeline.embedder.artifact
+            # Refuses another model's cohort (CohortMismatch).
+            cohort = Cohort.load(settings.models_dir, artifact)
+            decisions = Decisions(artifact, cohort, settings.verify_far, settings.identify_fpir)
+            check_calibration(artifact, settings)
+            served[model_id] = ServedModel(pipeline, decisions)
+            spaces[model_id] = EmbeddingSpace(pipeline.embedder.embedding_size, cohort)
+        models = ServedModels(served, engine.pipeline.model_id, ModelCatalog.load(settings.models_dir))
+        default = models.default
+        # Refuses to open a gallery whose faces a model not served here embedded (GalleryModelMismatch).
         gallery = Gallery(
             settings.data_dir,
-            embedder.model_id,
-            embedder.embedding_size,
+            default.model_id,
+            spaces[default.model_id].dimension,
             settings.index_settings(),
-            cohort=cohort,
+            cohort=spaces[default.model_id].cohort,
+            other_models=spaces,
         )
         service = Service(
             settings=settings,
             engine=engine,
             gallery=gallery,
-            decisions=decisions,
+            models=models,
             keys=KeyRing(settings.api_keys),
             metrics=metrics,
             index_device="gpu" if settings.index_use_gpu and gpu_count() else "cpu",
@@ -148,10 +157,16 @@ def create_app(settings: Settings | None = None, metrics: Metrics | None = None)
 
 
 def _log_start(service: Service) -> None:
-    settings, embedder, decisions = service.settings, service.pipeline.embedder, service.decisions
-    log.info("embedder %s on %s", embedder.model_id, ", ".join(embedder.providers))
-    if "CUDAExecutionProvider" in available_providers() and "CUDAExecutionProvider" not in embedder.providers:
-        log.warning("onnxruntime offers CUDA but the embedder runs on the CPU: is a GPU visible here?")
+    settings, decisions = service.settings, service.decisions
+    for model in service.models:
+        embedder = model.pipeline.embedder
+        marker = " (default)" if model.model_id == service.models.default_id else ""
+        log.info("embedder %s%s on %s", embedder.model_id, marker, ", ".join(embedder.providers))
+        if (
+            "CUDAExecutionProvider" in available_providers()
+            and "CUDAExecutionProvider" not in embedder.providers
+        ):
+            log.warning("onnxruntime offers CUDA but the embedder runs on the CPU: is a GPU visible here?")
     log.info("gallery in %s, faiss index search on the %s", settings.data_dir, service.index_device)
     default = decisions.verify()
     log.info(

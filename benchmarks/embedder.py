@@ -79,7 +79,7 @@ def main() -> None:
 
     if args.child_threads:
         configure_threads(args.child_threads)
-        embedder = Embedder(args.models, load_manifest(args.models))
+        embedder = Embedder(args.models, load_manifest(args.models).artifact("embedder"))
         chips, _ = _chips()
         print(json.dumps(_measure({"ort": embedder.embed}, chips, args.rounds)["ort"]))
         return
@@ -87,7 +87,7 @@ def main() -> None:
     build_models(args.models, log=lambda _: None)
     manifest = load_manifest(args.models)
     cores = configure_threads()
-    embedder = Embedder(args.models, manifest)
+    embedder = Embedder(args.models, manifest.artifact("embedder"))
     chips, recogniser = _chips()
     reference = np.array(recogniser.compute_face_descriptor(list(chips), 0))
     reference /= np.linalg.norm(reference, axis=1, keepdims=True)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal, Protocol
@@ -82,30 +81,18 @@ class LocalTarget:
     def __init__(self, data_dir: Path, models_dir: Path, collection: str, create: bool) -> None:
         from app.api.fields import checked_id
         from app.config import Settings
-        from app.decision.cohort import Cohort
-        from app.face.pipeline import FacePipeline
-        from app.gallery.gallery import Gallery
-        from app.gallery.lock import DataDirLock
-        from app.main import check_calibration
+        from app.local import LocalService
 
         self.settings = Settings(data_dir=data_dir, models_dir=models_dir)
         self.collection, self.create = checked_id(collection, "collection"), create
-        self._stack = ExitStack()
-        self._stack.enter_context(DataDirLock(data_dir))
+        self.local = LocalService(self.settings)
+        self.gallery = self.local.gallery
         try:
-            self.pipeline = FacePipeline.from_models(
-                models_dir, self.settings.pipeline_settings(), self.settings.detector_settings()
-            )
-            embedder = self.pipeline.embedder
-            check_calibration(embedder.artifact, self.settings)  # as the service refuses to start
-            self.gallery = Gallery(
-                data_dir, embedder.model_id, embedder.embedding_size, self.settings.index_settings(),
-                cohort=Cohort.load(models_dir, embedder.artifact),
-            )  # fmt: skip
+            # The collection's model: the default one for a collection this run creates.
+            self.pipeline = self.local.pipeline(self.gallery.model_of(self.collection))
         except BaseException:
-            self._stack.close()
+            self.local.close()
             raise
-        self._stack.callback(self.gallery.save_snapshots)
 
     def enroll(self, person: str, photo: Path) -> Outcome:
         from app.api.errors import ApiError
@@ -125,7 +112,12 @@ class LocalTarget:
                 result.face.embedding, result.face.detection.box, result.face.detection.score, data,
                 result.thumbnail,
             )  # fmt: skip
-            (ids,) = self.gallery.enroll(self.collection, [Enrollment(person, [face])], create=self.create)
+            (ids,) = self.gallery.enroll(
+                self.collection,
+                [Enrollment(person, [face])],
+                create=self.create,
+                model_id=self.pipeline.model_id,
+            )
         except (FaceError, ApiError) as error:
             return Outcome(person, photo.name, "refused", None, getattr(error, "code", None), str(error))
         except GalleryError as error:
@@ -134,7 +126,7 @@ class LocalTarget:
 
     def close(self) -> None:
         """Save the index snapshots and release the data directory."""
-        self._stack.close()
+        self.local.close()
 
 
 def journal_of(path: Path) -> dict[tuple[str, str], Outcome]:

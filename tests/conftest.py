@@ -37,7 +37,7 @@ def manifest(models_dir: Path) -> Manifest:
 
 @pytest.fixture(scope="session")
 def embedder(models_dir: Path, manifest: Manifest) -> Embedder:
-    return Embedder(models_dir, manifest)
+    return Embedder(models_dir, manifest.artifact("embedder"))
 
 
 @pytest.fixture(scope="session")

@@ -10,9 +10,8 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from app.api.auth import Caller
 from app.api.engine import ServingEngine
 from app.api.metrics import Metrics
-from app.api.state import service_of
+from app.api.state import Service, service_of
 from app.config import Settings
-from app.decision.points import Decisions
 from app.face.choice import FaceChoice
 from app.face.errors import BadImage, ImageTooLarge
 from app.face.pipeline import FacePipeline, culprit
@@ -44,8 +43,8 @@ async def _engine(request: Request) -> ServingEngine:
     return service_of(request.app.state).engine
 
 
-async def _decisions(request: Request) -> Decisions:
-    return service_of(request.app.state).decisions
+async def _service(request: Request) -> Service:
+    return service_of(request.app.state)
 
 
 async def _metrics(request: Request) -> Metrics:
@@ -68,8 +67,8 @@ SettingsDep = Annotated[Settings, Depends(_settings)]
 PipelineDep = Annotated[FacePipeline, Depends(_pipeline)]
 GalleryDep = Annotated[Gallery, Depends(_gallery)]
 EngineDep = Annotated[ServingEngine, Depends(_engine)]
-DecisionsDep = Annotated[Decisions, Depends(_decisions)]
 MetricsDep = Annotated[Metrics, Depends(_metrics)]
+ServiceDep = Annotated[Service, Depends(_service)]
 CallerDep = Annotated[Caller, Depends(authenticated)]
 
 
@@ -112,6 +111,9 @@ async def read_image(upload: UploadFile, settings: Settings, field: str) -> byte
         if not data:
             raise BadImage(f"{upload.filename or 'the image'} is empty")
     return data
+
+
+MODEL_HELP = "the embedder, by id or name (`GET /ready` lists them; default: the default model)"
 
 
 def face_choice(text: str | None, field: str) -> FaceChoice:

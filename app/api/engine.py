@@ -1,12 +1,12 @@
-"""The serving engine: the inference threads, the admission limit (503) and the micro-batcher, built
-around one face pipeline whose embeddings all go through that batcher."""
+"""The serving engine: the inference threads, the admission limit (503) and a micro-batcher per
+embedder, built around one face pipeline per embedder, all sharing the detector."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -17,9 +17,10 @@ from threadpoolctl import threadpool_limits
 
 from app.api.errors import Overloaded
 from app.face.batcher import EmbedBatcher
+from app.face.catalog import ModelCatalog
 from app.face.detector import DetectorSettings, MtcnnDetector
 from app.face.embedder import Embedder
-from app.face.manifest import load_manifest
+from app.face.errors import ModelNotFound
 from app.face.pipeline import FacePipeline, PipelineSettings, StageObserver, embed_directly
 
 T = TypeVar("T")
@@ -43,12 +44,13 @@ class EngineSettings:
 
 
 class ServingEngine:
-    """Runs blocking work for requests on a bounded pool, with a pipeline that micro-batches chips."""
+    """Runs blocking work for requests on a bounded pool, with a pipeline per embedder that
+    micro-batches its chips; the first embedder is the default one."""
 
     def __init__(
         self,
         detector: MtcnnDetector,
-        embedder: Embedder,
+        embedders: Sequence[Embedder],
         pipeline_settings: PipelineSettings,
         settings: EngineSettings,
         on_batch: Callable[[int], None] | None = None,
@@ -62,17 +64,29 @@ class ServingEngine:
         self._max_pending = settings.max_pending
         self._pending = 0
         self._lock = threading.Lock()
-        # Waits for more chips only while more requests are in flight than it has gathered.
-        self._batcher = EmbedBatcher(
-            embed_directly(embedder, pipeline_settings),
-            settings.max_batch,
-            settings.max_batch_wait_ms,
-            in_flight=lambda: self._pending,
-            on_batch=on_batch,
-        )
-        self.pipeline = FacePipeline(
-            detector, embedder, pipeline_settings, embed_chips=self._batcher.embed, on_stage=on_stage
-        )
+        self._batchers: list[EmbedBatcher] = []
+        self.pipelines: dict[str, FacePipeline] = {}
+        for embedder in embedders:
+            # Waits for more chips only while more requests are in flight than it has gathered.
+            batcher = EmbedBatcher(
+                embed_directly(embedder, pipeline_settings),
+                settings.max_batch,
+                settings.max_batch_wait_ms,
+                in_flight=lambda: self._pending,
+                on_batch=on_batch,
+            )
+            self._batchers.append(batcher)
+            self.pipelines[embedder.model_id] = FacePipeline(
+                detector, embedder, pipeline_settings, embed_chips=batcher.embed, on_stage=on_stage
+            )
+        self.pipeline = self.pipelines[embedders[0].model_id]
+
+    def pipeline_for(self, model_id: str) -> FacePipeline:
+        """The pipeline of a loaded embedder (ModelNotFound for another)."""
+        try:
+            return self.pipelines[model_id]
+        except KeyError:
+            raise ModelNotFound(f"model {model_id!r} is not loaded") from None
 
     @classmethod
     def from_models(
@@ -83,12 +97,16 @@ class ServingEngine:
         settings: EngineSettings,
         on_batch: Callable[[int], None] | None = None,
         on_stage: StageObserver | None = None,
+        default_model: str | None = None,
     ) -> ServingEngine:
-        """Load and verify the manifest's detector and embedder, and start the engine around them."""
-        manifest = load_manifest(models_dir)
-        detector = MtcnnDetector(models_dir, manifest, detector_settings)
-        embedder = Embedder(models_dir, manifest)
-        return cls(detector, embedder, pipeline_settings, settings, on_batch, on_stage)
+        """Load and verify the detector and every embedder of the models folder (the default one first:
+        the built one unless `default_model` names another), and start the engine around them."""
+        catalog = ModelCatalog.load(models_dir)
+        detector = MtcnnDetector(models_dir, catalog.manifest, detector_settings)
+        default = catalog.find(default_model) if default_model else catalog.built
+        ordered = [default, *(a for a in catalog.embedders() if a.id != default.id)]
+        embedders = [Embedder(models_dir, artifact) for artifact in ordered]
+        return cls(detector, embedders, pipeline_settings, settings, on_batch, on_stage)
 
     @property
     def pending(self) -> int:
@@ -114,5 +132,6 @@ class ServingEngine:
     def close(self) -> None:
         """Finish queued work, then stop the threads and the batcher."""
         self._executor.shutdown(wait=True)
-        self._batcher.close()
+        for batcher in self._batchers:
+            batcher.close()
         self._blas_limit.restore_original_limits()

@@ -72,6 +72,8 @@ _STATUS: list[tuple[type[Exception], int]] = [
     (face.ImageError, 400),
     (face.FaceNotUsable, 422),
     (face.FaceChoiceInvalid, 422),
+    (face.ModelNotFound, 404),
+    (gallery.ModelNotServed, 404),
     (gallery.CollectionNotFound, 404),
     (gallery.SubjectNotFound, 404),
     (gallery.FaceNotFound, 404),

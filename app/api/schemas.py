@@ -7,8 +7,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.decision.points import OperatingPoint
+from app.decision.points import Decisions, OperatingPoint
 from app.face.detector import Detection
+from app.face.manifest import Artifact
 
 
 class FaceOut(BaseModel):
@@ -246,11 +247,62 @@ class Health(BaseModel):
     status: str
 
 
+class ModelOut(BaseModel):
+    """One embedder the service holds: what it takes, where it came from, and what its decisions promise."""
+
+    model_id: str
+    name: str | None = Field(description="the short name it was imported under (none for the built model)")
+    default: bool = Field(description="the model of new collections and of /verify without model=")
+    embedding_size: int
+    chip_size: int = Field(description="the side of the square chip it takes, in pixels")
+    alignment: str | None = Field(description="the alignment template (or box crop) its chips are cut by")
+    normalisation: str = Field(description="how the graph normalises the chip's pixels")
+    source_file: str
+    source_sha256: str
+    licence: str
+    preset: str | None = Field(description="the import preset (none for the built model)")
+    calibrated_on: str | None = Field(description="the photos and pairs its calibration was measured on")
+    cohort: str | None = Field(description="what its cohort was built from (none: raw cosine only)")
+    verify: OperatingPointOut = Field(description="its default /verify operating point")
+    stated: list[OperatingPointOut] = Field(
+        description="TAR at FAR 1e-3, 1e-4 and 1e-5 (those its calibration supports), to compare models by"
+    )
+
+    @classmethod
+    def of(cls, artifact: Artifact, decisions: Decisions, default: bool) -> ModelOut:
+        contract = artifact.input_contract
+        return cls(
+            model_id=artifact.id,
+            name=artifact.name,
+            default=default,
+            embedding_size=artifact.embedding_size or 0,
+            chip_size=contract.size[0] if contract.size else 0,
+            alignment=contract.alignment_template,
+            normalisation=contract.normalisation,
+            source_file=artifact.source.file,
+            source_sha256=artifact.source.sha256,
+            licence=artifact.source.licence,
+            preset=artifact.source.preset,
+            calibrated_on=decisions.calibrated_on,
+            cohort=artifact.cohort.built_from if artifact.cohort else None,
+            verify=OperatingPointOut.of(decisions.verify()),
+            stated=[OperatingPointOut.of(point) for point in decisions.stated_points()],
+        )
+
+
+class ServedModelOut(ModelOut):
+    """A model as the running service holds it."""
+
+    execution_providers: list[str]
+    collections: int = Field(description="how many collections are bound to it")
+
+
 class Ready(BaseModel):
     """Readiness: models and gallery loaded, and where they run."""
 
     status: str
-    model_id: str
+    model_id: str = Field(description="the default model")
+    models: list[ServedModelOut] = Field(description="every model served, the default one first")
     execution_providers: list[str]
     index_device: str
     collections: int

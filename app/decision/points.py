@@ -21,6 +21,8 @@ NAMED_POINTS = ("default", "max_accuracy")
 DEFAULT_VERIFY_FAR = 1e-3
 # One stranger in a hundred named as someone, however many people are enrolled.
 DEFAULT_IDENTIFY_FPIR = 1e-2
+# The false-accept rates a model's card states its TAR at, to compare models by.
+STATED_FARS = (1e-3, 1e-4, 1e-5)
 
 
 @dataclass(frozen=True)
@@ -161,6 +163,12 @@ class Decisions:
             )
         value = self._threshold_for(score, each_of(target, comparisons))
         return self._point(score, value, "far", comparisons)
+
+    def stated_points(self, fars: tuple[float, ...] = STATED_FARS) -> list[OperatingPoint]:
+        """The cosine point at each of `fars` the calibration supports (none for an uncalibrated model)."""
+        if "cosine" not in self.curves:
+            return []
+        return [self.verify(far=far) for far in fars if far >= self.min_far]
 
     def identify(
         self,

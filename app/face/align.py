@@ -1,15 +1,18 @@
-"""Five-point similarity alignment onto the embedder's template, warped into a square chip."""
+"""How a face becomes the embedder's square chip: five-point similarity alignment onto a template, or a
+crop of the detector's box."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
 Points = Sequence[tuple[float, float]] | npt.NDArray[np.floating]
+Matrix = npt.NDArray[np.float64]
 
 # dlib downsamples with a pyramid before sampling a chip from a much larger face; without it the
 # bilinear warp aliases. Past this many source pixels per chip pixel, the source is reduced first.
@@ -120,3 +123,46 @@ def widened_template(template: Points, chip_size: int, size: int, face_share: fl
     scale = size / chip_size * face_share
     centre = chip_size / 2
     return tuple((size / 2 + (x - centre) * scale, size / 2 + (y - centre) * scale) for x, y in template)
+
+
+Box = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class FivePointCut:
+    """A chip aligned by the five landmarks onto a template (dlib's and ArcFace's way)."""
+
+    points: tuple[tuple[float, float], ...]
+    size: int
+
+    def chip_to_image(self, box: Box, landmarks: Points, image_size: tuple[int, int]) -> Matrix:
+        """The map from chip pixels to image pixels for one face."""
+        return chip_to_image_transform(landmarks, self.points)
+
+    def widened(self, size: int, face_share: float) -> FivePointCut:
+        """The same alignment into a size x size crop where the chip's face takes face_share of the side."""
+        return FivePointCut(tuple(widened_template(self.points, self.size, size, face_share)), size)
+
+
+@dataclass(frozen=True)
+class BoxCut:
+    """A chip cut from the detector's box, widened by a margin of chip pixels and resized without
+    regard to landmarks (facenet-pytorch's extract_face: whole-pixel box, clipped to the image)."""
+
+    margin: float
+    size: int
+
+    def chip_to_image(self, box: Box, landmarks: Points, image_size: tuple[int, int]) -> Matrix:
+        """The map from chip pixels to image pixels for one face."""
+        x0, y0, x1, y1 = box
+        grow_x = self.margin * (x1 - x0) / (self.size - self.margin) / 2
+        grow_y = self.margin * (y1 - y0) / (self.size - self.margin) / 2
+        left, top = int(max(x0 - grow_x, 0)), int(max(y0 - grow_y, 0))
+        right = int(min(x1 + grow_x, image_size[0]))
+        bottom = int(min(y1 + grow_y, image_size[1]))
+        sx, sy = max(right - left, 1) / self.size, max(bottom - top, 1) / self.size
+        # Chip pixel centre c samples the crop at (c + 0.5) * s - 0.5, as a resize of the crop does.
+        return np.array([[sx, 0.0, left + 0.5 * sx - 0.5], [0.0, sy, top + 0.5 * sy - 0.5]])
+
+
+ChipCut = FivePointCut | BoxCut

@@ -37,6 +37,12 @@ class ModelMismatch(ModelError):
     code = "model_mismatch"
 
 
+class ModelNotFound(ModelError):
+    """No embedder of that id or name in the models folder."""
+
+    code = "model_not_found"
+
+
 class ImageError(FaceError):
     """The uploaded bytes cannot be used as an image."""
 

@@ -39,6 +39,9 @@ class InputContract(_Strict):
     alignment_template: str | None
     # Where the five MTCNN landmarks (eyes, nose, mouth corners) go in the chip, in chip pixels.
     alignment_points: tuple[tuple[float, float], ...] | None = None
+    # Instead of landmarks: the detector's box, widened by this margin (chip pixels, split between the
+    # two sides, as facenet-pytorch crops), resized to the chip.
+    alignment_box_margin: float | None = None
     normalisation: str
 
 
@@ -107,6 +110,7 @@ class Source(_Strict):
     file: str
     sha256: str
     licence: str
+    preset: str | None = None  # for an imported file: the preset that says how it is fed
 
 
 class Artifact(_Strict):
@@ -114,6 +118,7 @@ class Artifact(_Strict):
 
     id: str
     role: Literal["embedder", "pnet", "rnet", "onet"]
+    name: str | None = None  # an imported embedder's short name (its id is the name and a hash)
     file: str
     sha256: str
     bytes: int
@@ -121,6 +126,7 @@ class Artifact(_Strict):
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     embedding_size: int | None = None
+    batch_size: int | None = None  # the one batch size a graph takes; None: any
     distance: Literal["cosine"] | None = None
     threshold: Threshold | None = None
     calibration: ScoreCalibration | None = None

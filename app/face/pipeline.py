@@ -14,18 +14,23 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from app.face.align import Points, align_face, chip_to_image_transform, pyramid_factor, widened_template
+from app.face.align import ChipCut, FivePointCut, Matrix, pyramid_factor, warp_chip
 from app.face.batcher import EmbedChips
+from app.face.catalog import ModelCatalog
 from app.face.choice import FaceChoice, dominates
 from app.face.detector import Detection, DetectorSettings, MtcnnDetector
 from app.face.embedder import Embedder
 from app.face.errors import FaceError, FaceTooSmall, ManyFaces
 from app.face.image import DEFAULT_DETECTION_SIDE, DecodeLimits, decode_image
-from app.face.manifest import load_manifest
 from app.face.photo import Photo
 
 THUMBNAIL_SIDE = 256
 THUMBNAIL_FACE_SHARE = 0.5  # the chip's face takes half the thumbnail's side: a margin all round
+# Thumbnails of a model that crops boxes are aligned on ArcFace's five points, so that every thumbnail
+# is an upright face with a margin, whatever model enrolled it.
+THUMBNAIL_TEMPLATE = FivePointCut(
+    ((38.2946, 51.6963), (73.5318, 51.5014), (56.0252, 71.7366), (41.5493, 92.3655), (70.7299, 92.2041)), 112
+)
 
 # Told each stage's name (decode, detect, align, embed) and its seconds, for metrics.
 StageObserver = Callable[[str, float], None]
@@ -114,11 +119,13 @@ class FacePipeline:
         models_dir: Path,
         settings: PipelineSettings | None = None,
         detector_settings: DetectorSettings | None = None,
+        model: str | None = None,
     ) -> FacePipeline:
-        """Load and verify the manifest's detector and embedder."""
-        manifest = load_manifest(models_dir)
-        detector = MtcnnDetector(models_dir, manifest, detector_settings)
-        return cls(detector, Embedder(models_dir, manifest), settings)
+        """Load and verify the detector and an embedder (the built one, or the named `model`)."""
+        catalog = ModelCatalog.load(models_dir)
+        detector = MtcnnDetector(models_dir, catalog.manifest, detector_settings)
+        artifact = catalog.built if model is None else catalog.find(model)
+        return cls(detector, Embedder(models_dir, artifact), settings)
 
     @property
     def model_id(self) -> str:
@@ -163,20 +170,24 @@ class FacePipeline:
 
     def chip(self, image: npt.NDArray[np.uint8], detection: Detection) -> npt.NDArray[np.uint8]:
         """The aligned chip of one detected face."""
-        return align_face(image, detection.landmarks, self.embedder.template, self.embedder.chip_size[0])
+        height, width = image.shape[:2]
+        cut = self.embedder.cut
+        matrix = cut.chip_to_image(detection.box, detection.landmarks, (width, height))
+        return warp_chip(image, matrix, cut.size)
 
     def photo_chip(self, photo: Photo, detection: Detection) -> npt.NDArray[np.uint8]:
         """The aligned chip of a face of a photo, from the coarsest pixels that hold all the detail the
         chip keeps (a JPEG's face five times the chip's size is cut from its 1/2 or 1/4 decoding)."""
-        return _aligned(photo, detection, self.embedder.template, self.embedder.chip_size[0])
+        return _aligned(photo, detection, self.embedder.cut)
 
     def thumbnail(self, photo: Photo, detection: Detection) -> bytes:
         """A JPEG of the face aligned as its chip is, with a margin round it (the face takes half the
         side), so that a person can see what was enrolled and a later model can embed it again."""
-        chip = self.embedder.chip_size[0]
-        template = widened_template(self.embedder.template, chip, THUMBNAIL_SIDE, THUMBNAIL_FACE_SHARE)
+        cut = self.embedder.cut
+        points = cut if isinstance(cut, FivePointCut) else THUMBNAIL_TEMPLATE
         buffer = io.BytesIO()
-        Image.fromarray(_aligned(photo, detection, template, THUMBNAIL_SIDE)).save(buffer, "JPEG", quality=90)
+        thumbnail = _aligned(photo, detection, points.widened(THUMBNAIL_SIDE, THUMBNAIL_FACE_SHARE))
+        Image.fromarray(thumbnail).save(buffer, "JPEG", quality=90)
         return buffer.getvalue()
 
     def embed_photos(self, photos: Sequence[Photo], detections: Sequence[Detection]) -> list[Face]:
@@ -276,13 +287,18 @@ class FacePipeline:
         return self.embed_photos([photo] * len(usable), usable)
 
 
-def _aligned(photo: Photo, detection: Detection, template: Points, size: int) -> npt.NDArray[np.uint8]:
-    """A size x size crop of the face aligned onto `template`, from the coarsest pixels that hold all
-    the detail it keeps."""
-    reduction = photo.reduction_for(pyramid_factor(chip_to_image_transform(detection.landmarks, template)))
-    offset = (reduction - 1) / 2.0
-    landmarks = [((x - offset) / reduction, (y - offset) / reduction) for x, y in detection.landmarks]
-    return align_face(photo.pixels(reduction), landmarks, template, size)
+def _aligned(photo: Photo, detection: Detection, cut: ChipCut) -> npt.NDArray[np.uint8]:
+    """The face's chip as `cut` cuts it, from the coarsest pixels that hold all the detail it keeps."""
+    matrix = cut.chip_to_image(detection.box, detection.landmarks, photo.size)
+    reduction = photo.reduction_for(pyramid_factor(matrix))
+    return warp_chip(photo.pixels(reduction), _in_reduced_pixels(matrix, reduction), cut.size)
+
+
+def _in_reduced_pixels(matrix: Matrix, reduction: int) -> Matrix:
+    """A chip-to-image map onto the photo's pixels at 1/reduction (full-size p sits at (p - (r-1)/2) / r)."""
+    reduced = matrix / reduction
+    reduced[:, 2] -= (reduction - 1) / 2.0 / reduction
+    return reduced
 
 
 @contextmanager

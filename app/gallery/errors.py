@@ -56,6 +56,12 @@ class GalleryModelMismatch(GalleryError):
     code = "gallery_model_mismatch"
 
 
+class ModelNotServed(GalleryError):
+    """A collection was asked for a model this service does not serve."""
+
+    code = "model_not_found"
+
+
 class InsufficientStorage(GalleryError):
     """The disk (or the database's size limit) is full: the write was rolled back, nothing half-written."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -15,7 +15,13 @@ import numpy as np
 import numpy.typing as npt
 
 from app.decision.cohort import Cohort
-from app.gallery.errors import CollectionNotFound, GalleryModelMismatch, InvalidEmbedding, SubjectHasNoFaces
+from app.gallery.errors import (
+    CollectionNotFound,
+    GalleryModelMismatch,
+    InvalidEmbedding,
+    ModelNotServed,
+    SubjectHasNoFaces,
+)
 from app.gallery.index import FaissIndex, IndexSettings, VectorIndex
 from app.gallery.store import Collection, Enrollment, FaceRecord, GalleryStore, StoredIds, Subject
 
@@ -90,6 +96,14 @@ _STATS_CHUNK = 10_000
 
 
 @dataclass(frozen=True)
+class EmbeddingSpace:
+    """One model's vectors as the gallery keeps them: their size, and the cohort that normalises them."""
+
+    dimension: int
+    cohort: Cohort | None = None
+
+
+@dataclass(frozen=True)
 class StartupReport:
     """How each collection's index came to be at start-up."""
 
@@ -104,6 +118,9 @@ class Gallery:
     Writes commit to SQLite before they touch the index, so a crash between the two loses nothing:
     start-up rebuilds (or checks a snapshot of) every index from SQLite. Searches run concurrently;
     writes wait for them and run one at a time, so a search never sees half an enrollment.
+
+    Each collection is bound to the model that embeds its faces: `model_id` (the default, for new
+    collections) or one of `other_models`; a collection of a model not given is never opened.
     """
 
     def __init__(
@@ -112,35 +129,62 @@ class Gallery:
         model_id: str,
         dimension: int,
         index_settings: IndexSettings | None = None,
-        index_factory: Callable[[], VectorIndex] | None = None,
         cohort: Cohort | None = None,
+        other_models: Mapping[str, EmbeddingSpace] | None = None,
     ) -> None:
         self.model_id = model_id
-        self.dimension = dimension
-        self.cohort = cohort
+        self.spaces: dict[str, EmbeddingSpace] = {
+            model_id: EmbeddingSpace(dimension, cohort),
+            **(other_models or {}),
+        }
         self.index_settings = index_settings or IndexSettings()
-        self._new_index = index_factory or (lambda: FaissIndex(dimension, self.index_settings))
         self.store = GalleryStore(data_dir)
         self.snapshots = data_dir / SNAPSHOT_DIR
         self._indexes: dict[int, VectorIndex] = {}
         self._lock = ReadWriteLock()
         self.startup = self._open()
 
+    @property
+    def dimension(self) -> int:
+        """The size of the default model's vectors."""
+        return self.spaces[self.model_id].dimension
+
+    @property
+    def cohort(self) -> Cohort | None:
+        """The default model's cohort."""
+        return self.spaces[self.model_id].cohort
+
+    def _new_index(self, model_id: str) -> VectorIndex:
+        return FaissIndex(self.spaces[model_id].dimension, self.index_settings)
+
+    def space(self, model_id: str) -> EmbeddingSpace:
+        """The vectors of a served model (ModelNotServed for another)."""
+        try:
+            return self.spaces[model_id]
+        except KeyError:
+            raise ModelNotServed(
+                f"no model {model_id!r} is served here; the models: {', '.join(sorted(self.spaces))}"
+            ) from None
+
     # Start-up
 
     def _check_models(self) -> None:
-        foreign = {name: ids - {self.model_id} for name, ids in self.store.model_ids().items()}
-        foreign = {name: ids for name, ids in foreign.items() if ids}
-        if foreign:
+        stored = self.store.model_ids()
+        problems = {}
+        for collection in self.store.collections():
+            models = stored.get(collection.name, set()) | {collection.model_id}
+            if len(models) > 1 or collection.model_id not in self.spaces:
+                problems[collection.name] = models
+        if problems:
             detail = "; ".join(
-                f"{name!r} by {', '.join(sorted(ids))}" for name, ids in sorted(foreign.items())
+                f"{name!r} by {', '.join(sorted(ids))}" for name, ids in sorted(problems.items())
             )
             raise GalleryModelMismatch(
-                f"the gallery holds faces embedded by another model than the loaded {self.model_id}: "
-                f"{detail}. "
-                "Raw images are not stored, so they cannot be re-embedded here: serve with the models "
-                "that made them, or delete those collections and enroll their subjects again from the "
-                "source photos."
+                f"the gallery holds faces embedded by models not served here "
+                f"({', '.join(sorted(self.spaces))}): {detail}. Serve with the models that made them "
+                "(in the models folder), or move those collections to a served model (`faceverify "
+                "gallery reembed`, from their kept thumbnails), or delete them and enroll their subjects "
+                "again from the source photos."
             )
 
     def _snapshot_path(self, collection: Collection) -> Path:
@@ -148,21 +192,28 @@ class Gallery:
 
     def _refresh_cohort_stats(self) -> None:
         """Compute every face's cohort statistics where they are missing or belong to another cohort."""
-        if self.cohort is None:
-            return
-        stale = self.store.setting("cohort") != self.cohort.identity
-        if not stale and not self.store.faces_without_cohort_stats():
-            return
+        for model_id, space in self.spaces.items():
+            if space.cohort is not None:
+                self._refresh_model_cohort_stats(model_id, space.cohort)
+
+    def _refresh_model_cohort_stats(self, model_id: str, cohort: Cohort) -> None:
+        key = f"cohort:{model_id}"
+        # A gallery of one model kept its cohort under "cohort"; identities name the cohort's file.
+        stale = cohort.identity not in {self.store.setting(key), self.store.setting("cohort")}
+        collections = [c for c in self.store.collections() if c.model_id == model_id]
         started, chunks = time.perf_counter(), []
-        for collection in self.store.collections():
+        for collection in collections:
             ids, vectors = self.store.embeddings(collection, missing_cohort_stats=not stale)
             for start in range(0, len(ids), _STATS_CHUNK):
                 chunk = slice(start, start + _STATS_CHUNK)
-                chunks.append((ids[chunk], *self.cohort.stats(vectors[chunk])))
-        self.store.set_cohort_stats(self.cohort.identity, chunks)
+                chunks.append((ids[chunk], *cohort.stats(vectors[chunk])))
+        if not stale and not chunks:
+            return
+        self.store.set_cohort_stats(cohort.identity, chunks, key)
         log.info(
-            "cohort statistics of %d faces computed in %.2f s",
+            "cohort statistics of %d faces of %s computed in %.2f s",
             sum(len(c[0]) for c in chunks),
+            model_id,
             time.perf_counter() - started,
         )
 
@@ -173,7 +224,7 @@ class Gallery:
         self._refresh_cohort_stats()
         loaded, rebuilt = {}, {}
         for collection in self.store.collections():
-            index = self._new_index()
+            index = self._new_index(collection.model_id)
             if index.load(self._snapshot_path(collection), self.store.face_ids(collection)):
                 loaded[collection.name] = len(index)
             else:
@@ -192,7 +243,7 @@ class Gallery:
             self.store.collection(DEFAULT_COLLECTION)
         except CollectionNotFound:
             collection = self.store.create_collection(DEFAULT_COLLECTION, self.model_id)
-            self._indexes[collection.id] = self._new_index()
+            self._indexes[collection.id] = self._new_index(self.model_id)
 
     def save_snapshots(self) -> None:
         """Write every collection's index, so the next start need not rebuild it; a snapshot that cannot
@@ -232,12 +283,26 @@ class Gallery:
         with self._lock.read():
             return [(c, len(self._indexes.get(c.id, ()))) for c in self.store.collections()]
 
-    def create_collection(self, name: str) -> Collection:
-        """A new empty collection for the loaded model."""
+    def create_collection(self, name: str, model_id: str | None = None) -> Collection:
+        """A new empty collection bound to a served model (the default one unless named)."""
+        model_id = model_id or self.model_id
+        self.space(model_id)
         with self._lock.write():
-            collection = self.store.create_collection(name, self.model_id)
-            self._indexes[collection.id] = self._new_index()
+            collection = self.store.create_collection(name, model_id)
+            self._indexes[collection.id] = self._new_index(model_id)
             return collection
+
+    def rename_collections(self, renames: Mapping[str, str]) -> None:
+        """Give collections new names, all at once (a swap is two renames); indexes follow their ids."""
+        with self._lock.write():
+            self.store.rename_collections(renames)
+
+    def model_of(self, collection_name: str) -> str:
+        """The model a collection is bound to; for a collection that does not exist, the default one."""
+        try:
+            return self.store.collection(collection_name).model_id
+        except CollectionNotFound:
+            return self.model_id
 
     def delete_collection(self, name: str) -> list[int]:
         """Delete a collection, its subjects and faces; the ids of the faces deleted."""
@@ -253,34 +318,45 @@ class Gallery:
 
     # Faces
 
-    def _valid(self, vectors: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        vectors = np.asarray(vectors, dtype=np.float32).reshape(-1, self.dimension)
+    def _valid(
+        self, vectors: npt.NDArray[np.float32], model_id: str | None = None
+    ) -> npt.NDArray[np.float32]:
+        dimension = self.space(model_id or self.model_id).dimension
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.size % dimension or (vectors.ndim > 1 and vectors.shape[-1] != dimension):
+            raise InvalidEmbedding(f"embeddings of {model_id or self.model_id} have {dimension} values each")
+        vectors = vectors.reshape(-1, dimension)
         norms = np.linalg.norm(vectors, axis=1)
         if not np.isfinite(vectors).all() or np.abs(norms - 1.0).max(initial=0.0) > 1e-3:
             raise InvalidEmbedding("embeddings must be finite unit vectors (L2 over the feature axis)")
         return vectors
 
     def enroll(
-        self, collection_name: str, enrollments: Sequence[Enrollment], create: bool = True
+        self,
+        collection_name: str,
+        enrollments: Sequence[Enrollment],
+        create: bool = True,
+        model_id: str | None = None,
     ) -> list[StoredIds]:
         """Store the faces (one SQLite transaction), then index them; the face ids per enrollment (a
-        photo the subject has already keeps its face: see StoredIds.repeated)."""
+        photo the subject has already keeps its face: see StoredIds.repeated). `model_id` is the model
+        that embedded the faces (default: the default model); a collection of another refuses them."""
+        model_id = model_id or self.model_id
         for item in enrollments:
             for face in item.faces:
-                self._valid(face.embedding)
-        enrollments = self._with_cohort_stats(enrollments)
+                self._valid(face.embedding, model_id)
+        enrollments = self._with_cohort_stats(enrollments, self.space(model_id).cohort)
         with self._lock.write():
             try:
                 collection = self.store.collection(collection_name)
             except CollectionNotFound:
                 if not create:
                     raise
-                collection = self.store.create_collection(collection_name, self.model_id)
-                self._indexes[collection.id] = self._new_index()
-            if collection.model_id != self.model_id:
+                collection = self.store.create_collection(collection_name, model_id)
+                self._indexes[collection.id] = self._new_index(model_id)
+            if collection.model_id != model_id:
                 raise GalleryModelMismatch(
-                    f"collection {collection.name!r} holds {collection.model_id} embeddings, "
-                    f"not {self.model_id}"
+                    f"collection {collection.name!r} holds {collection.model_id} embeddings, not {model_id}"
                 )
             added = self.store.enroll(collection, enrollments)  # committed: from here it is never lost
             # Only faces stored now: a repeated photo (or one sent twice) is in the index already.
@@ -296,12 +372,14 @@ class Gallery:
                 index.add(np.fromiter(new, dtype=np.int64, count=len(new)), np.vstack(list(new.values())))
             return added
 
-    def _with_cohort_stats(self, enrollments: Sequence[Enrollment]) -> Sequence[Enrollment]:
+    def _with_cohort_stats(
+        self, enrollments: Sequence[Enrollment], cohort: Cohort | None
+    ) -> Sequence[Enrollment]:
         """The enrollments with each face's cohort statistics, all faces in one product."""
         faces = [face for item in enrollments for face in item.faces]
-        if self.cohort is None or not faces:
+        if cohort is None or not faces:
             return enrollments
-        means, sds = self.cohort.stats(np.vstack([face.embedding for face in faces]))
+        means, sds = cohort.stats(np.vstack([face.embedding for face in faces]))
         stats = iter(zip(means.tolist(), sds.tolist(), strict=True))
         # One iterator over every face's statistics: each enrollment takes as many as it has faces.
         return [
@@ -323,17 +401,23 @@ class Gallery:
         probes: npt.NDArray[np.float32],
         top_k: int = 5,
         normalise: bool = False,
+        model_id: str | None = None,
     ) -> list[Ranking]:
         """For each probe, its top_k subjects by their best face's score, and the faces searched.
 
         With normalise, scores are S-norm against the cohort (probe statistics: one matrix product;
-        face statistics: stored at enrollment); otherwise the cosine similarity.
+        face statistics: stored at enrollment); otherwise the cosine similarity. `model_id`, where
+        given, is the model that embedded the probes: a collection of another refuses them.
         """
-        probes = self._valid(probes)
-        cohort = self.cohort if normalise else None
+        collection = self.store.collection(collection_name)
+        if model_id is not None and collection.model_id != model_id:
+            raise GalleryModelMismatch(
+                f"collection {collection.name!r} holds {collection.model_id} embeddings, not {model_id}"
+            )
+        probes = self._valid(probes, collection.model_id)
+        cohort = self.space(collection.model_id).cohort if normalise else None
         if normalise and cohort is None:
             raise ValueError("normalised scores need a cohort")
-        collection = self.store.collection(collection_name)
         with self._lock.read():
             index = self._indexes.get(collection.id)
             searched = len(index) if index is not None else 0

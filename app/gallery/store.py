@@ -6,7 +6,7 @@ import hashlib
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -284,6 +284,28 @@ class GalleryStore:
         )
         return [Collection(*row) for row in rows]
 
+    def rename_collections(self, renames: Mapping[str, str]) -> None:
+        """Rename collections in one transaction (old name -> new name); a swap renames each to the
+        other's name. CollectionNotFound / CollectionExists leave every name as it was."""
+        with self._write() as db:
+            ids = {}
+            for old in renames:
+                row = db.execute("SELECT id FROM collections WHERE name = ?", (old,)).fetchone()
+                if row is None:
+                    raise CollectionNotFound(f"no collection named {old!r}")
+                ids[old] = int(row[0])
+            for new in renames.values():
+                taken = db.execute("SELECT 1 FROM collections WHERE name = ?", (new,)).fetchone()
+                if taken and new not in renames:
+                    raise CollectionExists(f"collection {new!r} exists already")
+            # Through names no collection can have (ids are unique), so that no two ever collide.
+            for collection_id in ids.values():
+                db.execute(
+                    "UPDATE collections SET name = ? WHERE id = ?", (f"\0{collection_id}", collection_id)
+                )
+            for old, new in renames.items():
+                db.execute("UPDATE collections SET name = ? WHERE id = ?", (new, ids[old]))
+
     def delete_collection(self, name: str) -> list[int]:
         """Delete a collection with its subjects and faces; the ids of the deleted faces."""
         with self._write() as db:
@@ -485,6 +507,19 @@ class GalleryStore:
             )
         return bytes(row[0])
 
+    def faces_without_thumbnails(self, collection: Collection) -> int:
+        """How many faces of a collection were stored without a thumbnail."""
+        (count,) = (
+            self._connection()
+            .execute(
+                "SELECT COUNT(*) FROM faces f LEFT JOIN face_thumbnails t ON t.face_id = f.id"
+                " WHERE f.collection_id = ? AND t.face_id IS NULL",
+                (collection.id,),
+            )
+            .fetchone()
+        )
+        return int(count)
+
     def faces(self, collection: Collection, external_id: str) -> list[FaceRecord]:
         """A subject's faces, oldest first, with where each came from."""
         db = self._connection()
@@ -563,9 +598,10 @@ class GalleryStore:
 
     def set_cohort_stats(
         self, cohort: str, stats: Sequence[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32],
-                                                        npt.NDArray[np.float32]]],
+                                                        npt.NDArray[np.float32]]], key: str = "cohort",
     ) -> None:  # fmt: skip
-        """Store every face's cohort statistics (ids, means, SDs per chunk) and the cohort they are for."""
+        """Store faces' cohort statistics (ids, means, SDs per chunk) and, under `key`, the cohort they
+        are for."""
         with self._write() as db:
             for ids, means, sds in stats:
                 db.executemany(
@@ -573,9 +609,9 @@ class GalleryStore:
                     zip(means.tolist(), sds.tolist(), ids.tolist(), strict=True),
                 )
             db.execute(
-                "INSERT INTO settings (key, value) VALUES ('cohort', ?)"
+                "INSERT INTO settings (key, value) VALUES (?, ?)"
                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (cohort,),
+                (key, cohort),
             )
 
     def embeddings(

@@ -53,7 +53,7 @@ def test_a_corrupted_model_file_is_refused(models_copy: Path) -> None:
     manifest = load_manifest(models_copy)
     _flip_a_byte(models_copy / manifest.artifact("embedder").file, offset=100_000)
     with pytest.raises(ModelIntegrityError, match=r"dlib_resnet_v1\.onnx is corrupt or replaced"):
-        Embedder(models_copy, manifest)
+        Embedder(models_copy, manifest.artifact("embedder"))
 
 
 def test_the_service_will_not_start_on_a_corrupted_model(models_copy: Path, tmp_path: Path) -> None:
@@ -82,7 +82,7 @@ def test_a_contract_mismatch_is_refused(models_copy: Path) -> None:
     raw["artifacts"]["embedder"]["inputs"][0]["shape"] = [None, 160, 160, 3]
     path.write_text(json.dumps(raw))
     with pytest.raises(ModelMismatch, match="axis 1 is 150, the manifest says 160"):
-        Embedder(models_copy, load_manifest(models_copy))
+        Embedder(models_copy, load_manifest(models_copy).artifact("embedder"))
 
 
 def test_health_answers_once_models_are_loaded(models_dir: Path, tmp_path: Path) -> None:

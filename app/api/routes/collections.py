@@ -8,7 +8,7 @@ from fastapi import APIRouter, Form
 from starlette.concurrency import run_in_threadpool
 
 from app.api.audit import audit
-from app.api.deps import CallerDep, EngineDep, GalleryDep, PathCollection
+from app.api.deps import MODEL_HELP, CallerDep, EngineDep, GalleryDep, PathCollection, ServiceDep
 from app.api.fields import checked_id
 from app.api.responses import WRITES, errors
 from app.api.schemas import CollectionOut, Deleted
@@ -29,15 +29,18 @@ async def list_collections(gallery: GalleryDep, caller: CallerDep) -> list[Colle
     ]
 
 
-@router.post("", response_model=CollectionOut, status_code=201, responses=errors(400, 409, 507))
+@router.post("", response_model=CollectionOut, status_code=201, responses=errors(400, 404, 409, 507))
 async def create_collection(
     gallery: GalleryDep,
+    service: ServiceDep,
     caller: CallerDep,
     name: Annotated[str, Form(min_length=1, max_length=128)],
+    model: Annotated[str | None, Form(min_length=1, max_length=200, description=MODEL_HELP)] = None,
 ) -> CollectionOut:
-    """A new, empty collection."""
+    """A new, empty collection, bound to a model for good (its faces are embedded by it alone)."""
     caller.check(name)
-    created = await run_in_threadpool(gallery.create_collection, checked_id(name, "name"))
+    model_id = service.models.named(model).model_id
+    created = await run_in_threadpool(gallery.create_collection, checked_id(name, "name"), model_id)
     audit("create_collection", caller, collection=name)
     return CollectionOut(name=created.name, model_id=created.model_id, faces=0, created_at=created.created_at)
 

@@ -14,7 +14,7 @@ from app.api.deps import (
     EngineDep,
     FormCollection,
     GalleryDep,
-    PipelineDep,
+    ServiceDep,
     SettingsDep,
     face_choice,
     read_image,
@@ -36,7 +36,7 @@ MAX_IMAGES = 10
     responses=errors(*WITH_PHOTOS, *WRITES, 404, 409),
 )
 async def enroll(
-    pipeline: PipelineDep,
+    service: ServiceDep,
     gallery: GalleryDep,
     engine: EngineDep,
     caller: CallerDep,
@@ -70,6 +70,9 @@ async def enroll(
     ]
     if not create_collection:
         await run_in_threadpool(gallery.collection, collection)  # 404 before any inference
+    # The collection's model (the default one for a collection this request creates).
+    served = await run_in_threadpool(service.model_of, collection)
+    pipeline = served.pipeline
     results = await engine.run(
         pipeline.enrollment_faces, uploads, allow_largest, settings.store_face_thumbnails
     )
@@ -80,7 +83,10 @@ async def enroll(
         for r, upload in zip(results, uploads, strict=True)
     ]  # fmt: skip
     enrollment = Enrollment(subject_id, faces, name, extra)
-    (face_ids,) = await engine.run(gallery.enroll, collection, [enrollment], create_collection)
+    # Refused (409) should the collection have been replaced by one of another model meanwhile.
+    (face_ids,) = await engine.run(
+        gallery.enroll, collection, [enrollment], create_collection, served.model_id
+    )
     stored = [i for i, repeated in zip(face_ids, face_ids.repeated, strict=True) if not repeated]
     audit("enroll", caller, collection=collection, subject=subject_id, face_ids=stored)
     return EnrollResponse(

@@ -7,9 +7,9 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import CallerDep, DecisionsDep, GalleryDep, PipelineDep, SettingsDep
+from app.api.deps import CallerDep, GalleryDep, SettingsDep
 from app.api.errors import ApiError
-from app.api.schemas import Health, OperatingPointOut, Ready
+from app.api.schemas import Health, ModelOut, OperatingPointOut, Ready, ServedModelOut
 from app.api.state import service_of
 
 # Probes carry no key: these two answer anyone, and tell nothing about what is enrolled.
@@ -39,21 +39,30 @@ async def metrics(request: Request, caller: CallerDep) -> Response:
 
 
 @public_router.get("/ready", response_model=Ready)
-async def ready(
-    request: Request,
-    pipeline: PipelineDep,
-    gallery: GalleryDep,
-    decisions: DecisionsDep,
-    settings: SettingsDep,
-) -> Ready:
-    """Readiness, with the execution providers, the index device and the operating points in use."""
+async def ready(request: Request, gallery: GalleryDep, settings: SettingsDep) -> Ready:
+    """Readiness, with every model (its execution providers and operating points), the index device and
+    the default operating points."""
+    service = service_of(request.app.state)
+    collections = await run_in_threadpool(gallery.collections)
+    models = [
+        ServedModelOut(
+            **ModelOut.of(
+                model.artifact, model.decisions, model.model_id == service.models.default_id
+            ).model_dump(),
+            execution_providers=model.pipeline.embedder.providers,
+            collections=sum(c.model_id == model.model_id for c, _ in collections),
+        )
+        for model in service.models
+    ]
+    decisions, pipeline = service.decisions, service.pipeline
     point = decisions.verify()
     return Ready(
         status="ready",
         model_id=pipeline.model_id,
+        models=models,
         execution_providers=pipeline.embedder.providers,
-        index_device=service_of(request.app.state).index_device,
-        collections=len(await run_in_threadpool(gallery.collections)),
+        index_device=service.index_device,
+        collections=len(collections),
         threshold=point.threshold,
         threshold_calibrated=point.rule != "uncalibrated",
         verify=OperatingPointOut.of(point),

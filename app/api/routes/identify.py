@@ -10,12 +10,11 @@ from fastapi import APIRouter, File, Form, UploadFile
 
 from app.api.deps import (
     FACE_CHOICE_HELP,
-    DecisionsDep,
     EngineDep,
     FormCollection,
     GalleryDep,
     MetricsDep,
-    PipelineDep,
+    ServiceDep,
     SettingsDep,
     face_choice,
     read_image,
@@ -29,6 +28,8 @@ from app.api.schemas import (
     ImageFaces,
     OperatingPointOut,
 )
+from app.api.state import ServedModel
+from app.decision.points import Score
 from app.face.pipeline import Face, FaceResult, Upload
 from app.gallery.gallery import Ranking
 
@@ -37,11 +38,10 @@ router = APIRouter(tags=["faces"])
 
 @router.post("/identify", response_model=IdentifyResponse, responses=errors(*WITH_PHOTOS, 404))
 async def identify(
-    pipeline: PipelineDep,
+    service: ServiceDep,
     gallery: GalleryDep,
     engine: EngineDep,
     settings: SettingsDep,
-    decisions: DecisionsDep,
     metrics: MetricsDep,
     collection: FormCollection,
     image: Annotated[UploadFile, File(description="photo of the person to find")],
@@ -67,15 +67,16 @@ async def identify(
     ] = "one",
 ) -> IdentifyResponse:
     """Rank the collection's subjects against the photo's chosen face (and, with faces=all, against
-    each of its faces); match at the stated FPIR."""
+    each of its faces), by the model the collection is bound to; match at the stated FPIR."""
     started = time.perf_counter()
-    score_kind = decisions.score_for(normalise, default=settings.score_normalisation)
-    decisions.identify(1, fpir, threshold, score_kind)  # 422 before any inference
     upload = Upload("image", await read_image(image, settings, "image"), face_choice(face, "face"))
 
-    def find() -> tuple[FaceResult, list[Face], list[Ranking], float]:
+    def find() -> tuple[ServedModel, Score, FaceResult, list[Face], list[Ranking], float]:
         # One trip to the worker thread: SQLite and the index stay off the event loop.
-        gallery.collection(collection)  # 404 before any inference
+        served = service.models[gallery.collection(collection).model_id]  # 404 before any inference
+        pipeline, decisions = served.pipeline, served.decisions
+        score_kind = decisions.score_for(normalise, default=settings.score_normalisation)
+        decisions.identify(1, fpir, threshold, score_kind)  # 422 before any inference
         started = time.perf_counter()
         if faces == "all":
             probe, every = pipeline.every_face(upload, settings.max_identify_faces)
@@ -86,11 +87,12 @@ async def identify(
         probes = np.stack([f.embedding for f in every] or [probe.face.embedding])
         # One more than asked: the margin needs the second candidate.
         searching = time.perf_counter()
-        rankings = gallery.rank(collection, probes, top_k + 1, score_kind == "snorm")
+        rankings = gallery.rank(collection, probes, top_k + 1, score_kind == "snorm", served.model_id)
         metrics.observe_stage("search", time.perf_counter() - searching)
-        return probe, every, rankings, pipeline_ms
+        return served, score_kind, probe, every, rankings, pipeline_ms
 
-    probe, every, rankings, pipeline_ms = await engine.run(find)
+    served, score_kind, probe, every, rankings, pipeline_ms = await engine.run(find)
+    decisions = served.decisions
     chosen = next((i for i, f in enumerate(every) if f.detection == probe.face.detection), 0)
     point = decisions.identify(rankings[0].faces_searched, fpir, threshold, score_kind)
 
@@ -124,7 +126,7 @@ async def identify(
         image=ImageFaces(face=FaceOut.of(probe.face.detection), faces_found=probe.faces_found),
         faces=every_face,
         collection=collection,
-        model_id=pipeline.model_id,
+        model_id=served.model_id,
         timings_ms={
             "pipeline": round(pipeline_ms, 2),
             "total": round((time.perf_counter() - started) * 1000, 2),

@@ -8,14 +8,15 @@ from typing import Annotated, Literal
 import numpy as np
 import numpy.typing as npt
 from fastapi import APIRouter, File, Form, UploadFile
+from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import (
     FACE_CHOICE_HELP,
+    MODEL_HELP,
     CallerDep,
-    DecisionsDep,
     EngineDep,
     GalleryDep,
-    PipelineDep,
+    ServiceDep,
     SettingsDep,
     face_choice,
     read_image,
@@ -50,12 +51,11 @@ def _score(
 
 @router.post("/verify", response_model=VerifyResponse, responses=errors(*WITH_PHOTOS, 404))
 async def verify(
-    pipeline: PipelineDep,
+    service: ServiceDep,
     gallery: GalleryDep,
     engine: EngineDep,
     caller: CallerDep,
     settings: SettingsDep,
-    decisions: DecisionsDep,
     image_a: Annotated[UploadFile | None, File(description="first photo")] = None,
     image_b: Annotated[UploadFile | None, File(description="second photo")] = None,
     image: Annotated[
@@ -79,9 +79,27 @@ async def verify(
     normalise: Annotated[
         bool, Form(description="decide on cohort-normalised scores (S-norm) instead of cosine")
     ] = False,
+    model: Annotated[
+        str | None, Form(min_length=1, max_length=200, description=f"for two photos: {MODEL_HELP}")
+    ] = None,
 ) -> VerifyResponse:
-    """Compare the largest face of two photos, or of one photo with an enrolled subject's faces."""
+    """Compare the largest face of two photos, or of one photo with an enrolled subject's faces (by the
+    model of the subject's collection)."""
     started = time.perf_counter()
+    two_photos = image_a is not None and image_b is not None
+    if two_photos:
+        served = service.models.named(model)
+    else:
+        served = await run_in_threadpool(service.model_of, collection)  # SQLite off the event loop
+        if model is not None and service.models.named(model).model_id != served.model_id:
+            raise ApiError(
+                422,
+                "invalid_field",
+                f"collection {collection!r} is bound to {served.model_id}: a subject is compared by its "
+                "collection's model (leave model out)",
+                field="model",
+            )
+    pipeline, decisions = served.pipeline, served.decisions
     score_kind = decisions.score_for(normalise, default=False)
     if image_a is not None and image_b is not None:
         point = decisions.verify(far, threshold, operating_point, score_kind)  # 422 before any inference
