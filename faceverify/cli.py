@@ -28,22 +28,88 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _models_verify(args: argparse.Namespace) -> int:
     from app.config import Settings
+    from app.face.catalog import ModelCatalog
     from app.face.errors import ModelError
-    from app.face.manifest import load_manifest, verified_path
+    from app.face.manifest import verified_path
 
     folder = args.models or Settings().models_dir
     try:
-        manifest = load_manifest(folder)
-        for role, artifact in sorted(manifest.artifacts.items()):
+        catalog = ModelCatalog.load(folder)
+        artifacts = [
+            *sorted(catalog.manifest.artifacts.items()),
+            *(("imported", a) for a in catalog.imported),
+        ]
+        for role, artifact in artifacts:
             verified_path(folder, artifact)
             print(f"{role:9} {artifact.id:32} {artifact.file}: sha256 ok")
     except ModelError as error:
         print(f"models in {folder} failed verification: {error}", file=sys.stderr)
         return 1
     print(
-        f"{len(manifest.artifacts)} models in {folder} match their manifest (recipe {manifest.recipe[:12]})"
+        f"{len(artifacts)} models in {folder} match their manifest and cards "
+        f"(recipe {catalog.manifest.recipe[:12]})"
     )
     return 0
+
+
+def _models_list(args: argparse.Namespace) -> int:
+    from app.config import Settings
+    from app.face.errors import ModelError
+    from faceverify.model_list import describe_models, model_lines
+
+    try:
+        models = describe_models(Settings(), args.models)
+    except ModelError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps([m.model_dump(mode="json") for m in models], indent=2))
+        return 0
+    for model in models:
+        print("\n".join(model_lines(model)))
+    return 0
+
+
+def _gallery_reembed(args: argparse.Namespace) -> int:
+    from app.config import Settings
+    from app.face.errors import FaceError
+    from app.gallery.errors import GalleryError
+    from app.local import LocalService
+    from faceverify.reembed import ReembedRefused, reembed
+
+    overrides = {k: v for k, v in (("data_dir", args.data_dir), ("models_dir", args.models)) if v is not None}
+    settings = Settings(**overrides)
+
+    def progress(done: int, total: int) -> None:
+        print(f"\r{done:>7,}/{total:,} faces", end="", file=sys.stderr, flush=True)
+
+    try:
+        with LocalService(settings) as local:
+            report = reembed(
+                local, args.collection, args.model, args.into, args.skip_missing, args.swap, progress
+            )
+    except (ReembedRefused, FaceError, GalleryError) as error:
+        print(f"\nerror: {error}", file=sys.stderr)
+        return 1
+    print(file=sys.stderr)
+    print(
+        f"{report.target!r} ({report.model_id}): {report.embedded:,} faces embedded now, {report.already:,} "
+        f"by an earlier run, {len(report.refused)} refused, {report.without_thumbnail} without a thumbnail, "
+        f"of {report.faces:,}"
+    )
+    for refusal in report.refused:
+        print(
+            f"  refused: subject {refusal.subject_id!r} face {refusal.face_id}: "
+            f"{refusal.code}: {refusal.message}"
+        )
+    if report.swapped:
+        print(
+            f"swapped: {args.collection!r} is now the {report.model_id} collection; "
+            f"the old one is {report.target!r}"
+        )
+    elif report.complete:
+        print("to make it live: rerun with --swap (a rerun embeds nothing twice)")
+    return 0 if report.complete or args.skip_missing else 1
 
 
 def _gallery_backup(args: argparse.Namespace) -> int:
@@ -78,6 +144,8 @@ def _verify(args: argparse.Namespace) -> int:
     body: dict[str, object] = {"image_a": b64(args.a.read_bytes()), "image_b": b64(args.b.read_bytes())}
     if args.far is not None:
         body["far"] = args.far
+    if args.model is not None:
+        body["model"] = args.model
     return _print_answer(_client(args).post("/verify", body))
 
 
@@ -152,12 +220,36 @@ def build_parser() -> argparse.ArgumentParser:
     verify = models_sub.add_parser("verify", help="check every model file against the manifest")
     verify.add_argument("--models", type=Path, default=None, help="models folder (default: FV_MODELS_DIR)")
     verify.set_defaults(handler=_models_verify)
-    gallery = sub.add_parser("gallery", help="back up the identity gallery")
+    listing = models_sub.add_parser("list", help="every embedder, with its operating points")
+    listing.add_argument("--models", type=Path, default=None, help="models folder (default: FV_MODELS_DIR)")
+    listing.add_argument("--json", action="store_true", help="print them as JSON, as GET /ready does")
+    listing.set_defaults(handler=_models_list)
+    gallery = sub.add_parser("gallery", help="back up the identity gallery, or move it to another model")
     gallery_sub = gallery.add_subparsers(dest="gallery_command", required=True)
     backup = gallery_sub.add_parser("backup", help="a consistent copy of the gallery, safe while serving")
     backup.add_argument("--out", type=Path, required=True, help="the backup file to write (must not exist)")
     backup.add_argument("--data", type=Path, default=None, help="data folder (default: FV_DATA_DIR)")
     backup.set_defaults(handler=_gallery_backup)
+    move = gallery_sub.add_parser(
+        "reembed", help="embed a collection again with another model, from its kept thumbnails"
+    )
+    move.add_argument("--collection", required=True, help="the collection to move")
+    move.add_argument("--model", required=True, help="the model to move it to (id or name)")
+    move.add_argument("--into", default=None, help="the new collection (default: COLLECTION@MODEL)")
+    move.add_argument(
+        "--swap", action="store_true", help="then give it the collection's name (the old gets --into's)"
+    )
+    move.add_argument(
+        "--skip-missing", action="store_true", help="move the faces that have thumbnails, leave the others"
+    )
+    move.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="data folder (default: FV_DATA_DIR); no server may run on it",
+    )
+    move.add_argument("--models", type=Path, default=None, help="models folder (default: FV_MODELS_DIR)")
+    move.set_defaults(handler=_gallery_reembed)
     enroll = sub.add_parser(
         "enroll", help="enroll a folder of people (one subfolder of photos each, named by subject id)"
     )
@@ -180,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("a", type=Path)
     compare.add_argument("b", type=Path)
     compare.add_argument("--far", type=float, default=None, help="decide at this false-accept rate")
+    compare.add_argument("--model", default=None, help="the embedder (id or name; default: the default one)")
     _add_client_options(compare)
     compare.set_defaults(handler=_verify)
     identify = sub.add_parser("identify", help="who, of a collection, is in this photo?")
