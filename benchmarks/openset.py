@@ -17,8 +17,8 @@ import numpy as np
 
 from app.config import Settings
 from app.decision.cohort import Cohort
-from app.decision.points import Decisions, Score
-from app.face.manifest import load_manifest
+from app.decision.points import STATED_FARS, Decisions, Score
+from app.face.catalog import ModelCatalog
 from app.face.pipeline import FacePipeline
 from benchmarks.results_file import RESULTS, write_results
 from tests.assets import LFW_DEV
@@ -79,9 +79,13 @@ def main() -> None:
     )
     parser.add_argument("--models", type=Path, default=Path("models"))
     parser.add_argument("--repeats", type=int, default=50, help="random galleries per smaller size")
+    parser.add_argument(
+        "--model", default=None, help="an imported embedder (id or name; default: the built one)"
+    )
     args = parser.parse_args()
 
-    artifact = load_manifest(args.models).artifact("embedder")
+    catalog = ModelCatalog.load(args.models)
+    artifact = catalog.find(args.model) if args.model else catalog.built
     calibration, cohort_entry = artifact.calibration, artifact.cohort
     if calibration is None or "pairsDevTrain.txt" not in calibration.calibrated_on:
         raise SystemExit("the models' calibration is not from DevTrain's people: run `faceverify calibrate`")
@@ -91,13 +95,15 @@ def main() -> None:
     decisions = Decisions(
         artifact, Cohort.load(args.models, artifact), settings.verify_far, settings.identify_fpir
     )
-    pipeline = FacePipeline.from_models(args.models)
+    pipeline = FacePipeline.from_models(args.models, model=artifact.id)
     faces = embed_labelled(pipeline, LFW_DEV / "images", LFW_DEV / "pairsDevTest.txt", progress=False)
     print(f"DevTest: {len(faces.names)} people, {len(faces.vectors)} photos ({faces.skipped} without a face)")
 
     figures = evaluate_openset(faces, decisions, [10, 100, None], args.repeats)
     curves = figures.pop("_curves")
-    plot = RESULTS / "openset-det.png"
+    # The built model's figures keep their names; another model's are named after it.
+    name = "openset" if catalog.is_built(artifact) else f"openset-{artifact.id}"
+    plot = RESULTS / f"{name}-det.png"
     plot_det(curves, plot, "DevTest open set (calibration and cohort: DevTrain)")
     print("\n".join(report_lines(figures)))
     for label, by_score in figures["sizes"].items():
@@ -121,7 +127,7 @@ def main() -> None:
     verify = [
         verify_figures(faces, decisions, score, far)
         for score in (("cosine", "snorm") if decisions.normalisation else ("cosine",))
-        for far in (settings.verify_far, 1e-4)
+        for far in sorted({settings.verify_far, *STATED_FARS}, reverse=True)
     ]
     for row in verify:
         print(
@@ -130,7 +136,7 @@ def main() -> None:
             f"{row['different_pairs']:,} pairs, x{row['far_ratio']:.2f}), TAR {row['measured_tar']:.4f}"
         )
     path = write_results(
-        "openset",
+        name,
         {
             "model": artifact.id,
             "calibrated_on": calibration.calibrated_on,

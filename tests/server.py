@@ -24,11 +24,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(models_dir: Path, data_dir: Path, pids: list[int] | None = None) -> Iterator[str]:
+def running_server(
+    models_dir: Path, data_dir: Path, pids: list[int] | None = None, env: dict[str, str] | None = None
+) -> Iterator[str]:
     """`faceverify serve` in a child process until the block ends; yields its base URL (and appends
-    the process id to `pids`, for those who measure it)."""
+    the process id to `pids`, for those who measure it). `env` adds settings (FV_...)."""
     port = free_port()
-    env = {**os.environ, "FV_MODELS_DIR": str(models_dir), "FV_DATA_DIR": str(data_dir)}
+    env = {**os.environ, **(env or {}), "FV_MODELS_DIR": str(models_dir), "FV_DATA_DIR": str(data_dir)}
     command = [sys.executable, "-m", "faceverify.cli", "serve", "--port", str(port)]
     data_dir.mkdir(parents=True, exist_ok=True)
     # A file, not a pipe: a pipe nobody reads fills up with access-log lines and stalls the server.
