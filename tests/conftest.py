@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -75,3 +77,43 @@ def pipeline(models_dir: Path) -> FacePipeline:
 def photo(photos: list[Path], name: str) -> Path:
     """One of the registry photos by file name."""
     return next(p for p in photos if p.name == name)
+
+
+@dataclass(frozen=True)
+class ImportedModels:
+    """A copy of the models folder with an ArcFace-shaped embedder (random weights) imported beside the
+    built one."""
+
+    folder: Path
+    stock: str  # the built model's id
+    arcface: str  # the imported one's id
+    name: str  # the imported one's name
+
+
+@pytest.fixture(scope="session")
+def imported_models(
+    models_dir: Path, photos: list[Path], tmp_path_factory: pytest.TempPathFactory
+) -> ImportedModels:
+    """The built models and an ArcFace-shaped network imported with the `arcface` preset (no calibration)."""
+    from tests.onnx_models import arcface_shaped_onnx
+    from training.importer import import_embedder
+
+    work = tmp_path_factory.mktemp("imported")
+    folder = work / "models"
+    folder.mkdir()
+    for item in models_dir.iterdir():
+        if item.is_file():
+            shutil.copy2(item, folder / item.name)
+    check = work / "check"
+    check.mkdir()
+    for name in ("obama.jpg", "biden.jpg", "obama2.jpg"):
+        shutil.copy2(photo(photos, name), check / name)
+    source = arcface_shaped_onnx(work / "w600k_r50.onnx")
+    result = import_embedder(
+        folder, source, "arcface", licence="random weights, for tests", check_images=check,
+        log=lambda _: None, progress=False,
+    )  # fmt: skip
+    artifact = result.artifact
+    return ImportedModels(
+        folder, load_manifest(folder).artifact("embedder").id, artifact.id, artifact.name or ""
+    )

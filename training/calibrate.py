@@ -21,7 +21,8 @@ from tqdm import tqdm
 
 from app.decision.cohort import Cohort, top_k_stats
 from app.decision.curves import MIN_PAIRS_ABOVE, ScoreCurve
-from app.face.manifest import ScoreCalibration, Threshold, load_manifest, write_manifest
+from app.face.catalog import ModelCatalog
+from app.face.manifest import ScoreCalibration, Threshold
 from app.face.pipeline import FacePipeline
 from training.cohort import CohortForCalibration, for_calibration
 from training.labelled import LabelledFaces, embed_labelled
@@ -263,16 +264,14 @@ def named_threshold(calibration: ScoreCalibration) -> Threshold:
 
 
 def install_calibration(
-    models_dir: Path, calibration: ScoreCalibration, record: Path | None = None
+    models_dir: Path, calibration: ScoreCalibration, record: Path | None = None, model_id: str | None = None
 ) -> Threshold:
-    """Put the calibration and its named threshold into the manifest and, optionally, the committed record."""
-    manifest = load_manifest(models_dir)
-    embedder = manifest.artifact("embedder")
+    """Put the calibration and its named threshold into the entry of the model (the built one unless
+    named) and, optionally, the committed record."""
+    catalog = ModelCatalog.load(models_dir)
+    embedder = catalog.find(model_id) if model_id else catalog.built
     threshold = named_threshold(calibration)
-    updated = embedder.model_copy(update={"threshold": threshold, "calibration": calibration})
-    write_manifest(
-        models_dir, manifest.model_copy(update={"artifacts": {**manifest.artifacts, "embedder": updated}})
-    )
+    catalog.save(embedder.model_copy(update={"threshold": threshold, "calibration": calibration}))
     if record is not None:
         entry = {
             "model": embedder.id,

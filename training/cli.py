@@ -17,6 +17,7 @@ def add_commands(
     build.add_argument("--out", type=Path, default=Path("models"), help="models folder (default: ./models)")
     build.add_argument("--force", action="store_true", help="rebuild even when the manifest is current")
     build.set_defaults(handler=_models_build)
+    _add_models_import(models_sub)
 
     evaluate = subparsers.add_parser("eval", help="evaluate the serving pipeline")
     eval_sub = evaluate.add_subparsers(dest="eval_command", required=True)
@@ -249,6 +250,9 @@ def _labelled_arguments(parser: argparse.ArgumentParser, default_people: str = "
         "--models", type=Path, default=Path("models"), help="models folder (default: ./models)"
     )
     parser.add_argument("--no-flip", action="store_true", help="embed without flip averaging")
+    parser.add_argument(
+        "--model", default=None, help="an imported embedder (id or name; default: the built one)"
+    )
 
 
 def _labelled_folder(args: argparse.Namespace) -> tuple[Path, Path | None]:
@@ -263,13 +267,14 @@ def _labelled_folder(args: argparse.Namespace) -> tuple[Path, Path | None]:
     return lfw / "images", args.people_of or lfw / f"pairs{args.default_people}.txt"
 
 
-def _decisions(models: Path):  # type: ignore[no-untyped-def]
+def _decisions(models: Path, model: str | None = None):  # type: ignore[no-untyped-def]
     from app.config import Settings
     from app.decision.cohort import Cohort
     from app.decision.points import Decisions
-    from app.face.manifest import load_manifest
+    from app.face.catalog import ModelCatalog
 
-    artifact = load_manifest(models).artifact("embedder")
+    catalog = ModelCatalog.load(models)
+    artifact = catalog.find(model) if model else catalog.built
     settings = Settings()
     return Decisions(artifact, Cohort.load(models, artifact), settings.verify_far, settings.identify_fpir)
 
@@ -279,7 +284,7 @@ def _eval_openset(args: argparse.Namespace) -> int:
     from training.openset import evaluate_openset, plot_det, report_lines
 
     sizes = [None if s.strip() == "all" else int(s) for s in args.sizes.split(",")]
-    decisions = _decisions(args.models)
+    decisions = _decisions(args.models, args.model)
     images, people_of = _labelled_folder(args)
     faces = embed_labelled(_pipeline(args), images, people_of)
     figures = evaluate_openset(faces, decisions, sizes, args.repeats)
@@ -312,10 +317,73 @@ def _models_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_models_import(models_sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    presets = sorted(path.stem for path in (Path(__file__).resolve().parent / "presets").glob("*.json"))
+    command = models_sub.add_parser(
+        "import", help="import an embedder ONNX file (ArcFace, FaceNet, ...) beside the built models"
+    )
+    command.add_argument(
+        "file", type=Path, help="the ONNX file, e.g. ~/.insightface/models/buffalo_l/w600k_r50.onnx"
+    )
+    command.add_argument(
+        "--preset", required=True, help=f"how the file is fed: {', '.join(presets)}, or a preset JSON file"
+    )
+    command.add_argument("--name", help="short name (default: the file's stem); the id adds a hash to it")
+    licence = command.add_mutually_exclusive_group(required=True)
+    licence.add_argument("--licence", help="the licence or terms the weights come under, stored in the card")
+    licence.add_argument("--licence-file", type=Path, help="read the licence text from this file")
+    command.add_argument(
+        "--check-images", type=Path, help="photos whose faces check the import (default: --calibrate's)"
+    )
+    command.add_argument(
+        "--calibrate", type=Path, help="one folder of photos per person: the cohort and calibrated threshold"
+    )
+    command.add_argument(
+        "--models", type=Path, default=Path("models"), help="models folder (default: ./models)"
+    )
+    command.add_argument("--force", action="store_true", help="replace an import of the same file and preset")
+    command.set_defaults(handler=_models_import)
+
+
+def _models_import(args: argparse.Namespace) -> int:
+    from app.face.errors import ModelError
+    from training.calibration_report import operating_point_lines
+    from training.importer import import_embedder
+
+    licence = args.licence if args.licence is not None else args.licence_file.read_text()
+    try:
+        result = import_embedder(
+            args.models, args.file, args.preset, licence=licence, name=args.name,
+            check_images=args.check_images, calibrate_images=args.calibrate, force=args.force,
+        )  # fmt: skip
+    except ModelError as error:  # refused, a models folder missing or unreadable, or calibration failed
+        print(f"models import: {error}", file=sys.stderr)
+        return 2
+    artifact = result.artifact
+    print(
+        f"imported {artifact.id} -> {result.graph}\n"
+        f"max difference from the original: {result.difference:.2e} on {result.check_chips} chips"
+        + (" (replaced the earlier import)" if result.replaced else "")
+    )
+    calibration, threshold = artifact.calibration, artifact.threshold
+    if calibration is None or threshold is None:
+        print("threshold provisional: import with --calibrate to fit one")
+        return 0
+    print(f"named threshold {threshold.similarity:.4f}: {threshold.note}")
+    for far in (1e-3, 1e-4):
+        if far < calibration.min_far:
+            print(f"FAR {far:g}: not measured (these pairs support FAR down to {calibration.min_far:.1e})")
+            continue
+        print(f"FAR {far:g}:")
+        print("\n".join(operating_point_lines(calibration, far)))
+    return 0
+
+
 def _pipeline(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from app.face.pipeline import FacePipeline, PipelineSettings
 
-    return FacePipeline.from_models(args.models, PipelineSettings(flip_average=not args.no_flip))
+    settings = PipelineSettings(flip_average=not args.no_flip)
+    return FacePipeline.from_models(args.models, settings, model=getattr(args, "model", None))
 
 
 def _eval_lfw(args: argparse.Namespace) -> int:
@@ -366,9 +434,9 @@ def _calibrate(args: argparse.Namespace) -> int:
         return 2
     pipeline = _pipeline(args)
     # The committed record is what fresh builds ship: only the stock embedder's belongs there.
-    stock = pipeline.embedder.artifact.source.package != "faceverify"
+    stock = pipeline.embedder.artifact.source.package not in ("faceverify", "imported")
     if args.record and not stock:
-        print("--record is for the stock embedder; this one was trained here", file=sys.stderr)
+        print("--record is for the stock embedder; this one was trained or imported here", file=sys.stderr)
         return 2
     images, people_of = _labelled_folder(args)
     calibration = calibrate_folder(pipeline, args.models, images, people_of)
@@ -389,8 +457,13 @@ def _calibrate(args: argparse.Namespace) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(calibration.model_dump_json(indent=1) + "\n")
     if args.install:
-        threshold = install_calibration(args.models, calibration, CALIBRATION_FILE if args.record else None)
-        print(f"installed into {args.models}/manifest.json (named threshold {threshold.similarity:.5f})")
+        record = CALIBRATION_FILE if args.record else None
+        artifact = pipeline.embedder.artifact
+        threshold = install_calibration(args.models, calibration, record, artifact.id)
+        print(
+            f"installed into {artifact.id}'s entry in {args.models} "
+            f"(named threshold {threshold.similarity:.5f})"
+        )
         if args.record:
             print(f"recorded in {CALIBRATION_FILE}")
     else:
@@ -409,7 +482,14 @@ def _cohort_build(args: argparse.Namespace) -> int:
     images, people_of = _labelled_folder(args)
     faces = embed_labelled(pipeline, images, people_of)
     faces = faces.subset(select(faces, args.per_person), faces.source)
-    built = write_cohort(args.models, pipeline.embedder.artifact, faces, args.top_k, args.cosine_weight)
+    from app.face.catalog import ModelCatalog
+
+    catalog = ModelCatalog.load(args.models)
+    artifact = pipeline.embedder.artifact
+    if args.record and not catalog.is_built(artifact):
+        print("--record is for the built embedder", file=sys.stderr)
+        return 2
+    built = write_cohort(args.models, artifact, faces, args.top_k, args.cosine_weight, catalog)
     entry = built.entry
     print(
         f"cohort of {entry.faces} faces of {entry.people} people (top {entry.top_k}, cosine weight "

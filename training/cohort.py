@@ -11,6 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from app.decision.cohort import Cohort
+from app.face.catalog import IMPORTED_DIR, PEOPLE_SUFFIX, ModelCatalog
 from app.face.manifest import Artifact, CohortFile, load_manifest, sha256_file, write_manifest
 from training.labelled import LabelledFaces
 
@@ -22,9 +23,15 @@ DEFAULT_TOP_K = 50
 DEFAULT_COSINE_WEIGHT = 100.0
 
 
-def cohort_files(model_id: str) -> tuple[str, str]:
-    """The vectors file and the people file of a model's cohort."""
-    return f"cohort-{model_id}.npy", f"cohort-{model_id}.people.json"
+def cohort_files(model_id: str, folder: str = "") -> tuple[str, str]:
+    """The vectors file and the people file of a model's cohort (in `folder` of the models folder)."""
+    prefix = f"{folder}/" if folder else ""
+    return f"{prefix}cohort-{model_id}.npy", f"{prefix}cohort-{model_id}{PEOPLE_SUFFIX}"
+
+
+def people_file(vectors_file: str) -> str:
+    """The people file beside a cohort's vectors file."""
+    return vectors_file.removesuffix(".npy") + PEOPLE_SUFFIX
 
 
 def select(faces: LabelledFaces, per_person: int | None) -> npt.NDArray[np.intp]:
@@ -57,9 +64,12 @@ def write_cohort(
     faces: LabelledFaces,
     top_k: int = DEFAULT_TOP_K,
     cosine_weight: float = DEFAULT_COSINE_WEIGHT,
+    catalog: ModelCatalog | None = None,
 ) -> BuiltCohort:
     """Write the cohort's vectors (float16) and people beside the model and name them in its manifest."""
-    vectors_name, people_name = cohort_files(artifact.id)
+    # An imported model's cohort lives beside its graph and card, so that the three travel together.
+    imported = catalog is not None and not catalog.is_built(artifact)
+    vectors_name, people_name = cohort_files(artifact.id, IMPORTED_DIR if imported else "")
     vectors = faces.vectors.astype(np.float16)
     path = models_dir / vectors_name
     partial = path.with_suffix(".part.npy")
@@ -78,7 +88,12 @@ def write_cohort(
     )
     people = {"model_id": artifact.id, "cohort_sha256": entry.sha256, "people": keys}
     (models_dir / people_name).write_text(json.dumps(people) + "\n")
-    _name_in_manifest(models_dir, entry)
+    # Without a catalog the built embedder's entry names it; with one, the artifact's own (an imported
+    # model's card).
+    if catalog is None:
+        _name_in_manifest(models_dir, entry)
+    else:
+        catalog.save(catalog.find(artifact.id).model_copy(update={"cohort": entry}))
     return BuiltCohort(entry, path)
 
 
@@ -94,7 +109,7 @@ def for_calibration(models_dir: Path, artifact: Artifact) -> CohortForCalibratio
     cohort = Cohort.load(models_dir, artifact)
     if cohort is None or artifact.cohort is None:
         return None
-    people = json.loads((models_dir / cohort_files(artifact.id)[1]).read_text())
+    people = json.loads((models_dir / people_file(artifact.cohort.file)).read_text())
     if people.get("cohort_sha256") != cohort.sha256 or len(people["people"]) != len(cohort.vectors):
         raise ValueError(f"the people file of {artifact.cohort.file} does not belong to it")
     return CohortForCalibration(cohort, list(people["people"]))

@@ -15,6 +15,7 @@ from app.face.manifest import Artifact, Manifest, load_manifest, write_manifest
 # An imported embedder is a graph and a card (its manifest entry), `embedders/<model id>.{onnx,json}`:
 # a rebuild of the stock models rewrites manifest.json and leaves them alone.
 IMPORTED_DIR = "embedders"
+PEOPLE_SUFFIX = ".people.json"  # a cohort's people file (see training/cohort.py)
 
 
 def card_path(models_dir: Path, model_id: str) -> Path:
@@ -55,7 +56,9 @@ class ModelCatalog:
         """Read manifest.json and every card under embedders/ (ModelError when one is unreadable)."""
         manifest = load_manifest(models_dir)
         folder = models_dir / IMPORTED_DIR
-        cards = sorted(folder.glob("*.json")) if folder.is_dir() else []
+        # Beside the cards lie the imported models' cohorts, whose people files are JSON too.
+        found = sorted(folder.glob("*.json")) if folder.is_dir() else []
+        cards = [path for path in found if not path.name.endswith(PEOPLE_SUFFIX)]
         return cls(models_dir, manifest, tuple(_read_card(path) for path in cards))
 
     @property
