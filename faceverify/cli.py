@@ -96,6 +96,7 @@ def _gallery_reembed(args: argparse.Namespace) -> int:
         f"{report.target!r} ({report.model_id}): {report.embedded:,} faces embedded now, {report.already:,} "
         f"by an earlier run, {len(report.refused)} refused, {report.without_thumbnail} without a thumbnail, "
         f"of {report.faces:,}"
+        + (f"; {report.dropped} dropped, deleted from {args.collection!r} since" if report.dropped else "")
     )
     for refusal in report.refused:
         print(

@@ -13,6 +13,7 @@ from app.face.pipeline import Upload
 from app.gallery.store import Enrollment, NewFace
 from app.local import LocalService
 from faceverify.cli import main
+from faceverify.reembed import ReembedRefused, reembed
 from tests.conftest import ImportedModels, photo
 
 PEOPLE = (("obama", "obama.jpg"), ("obama", "obama2.jpg"), ("biden", "biden.jpg"))
@@ -104,3 +105,60 @@ def test_without_kept_thumbnails_the_move_is_refused_before_anything_is_written(
         assert sorted(c.name for c, _ in local.gallery.collections()) == ["default", "staff"]
         assert local.gallery.model_of("staff") == imported_models.arcface
         assert np.asarray(local.gallery.index_ids("staff")).size == 3
+
+
+class _Stop(Exception):
+    """Cuts a run short, as a crash or Ctrl-C would."""
+
+
+def test_a_run_cut_short_resumes_and_what_the_source_lost_meanwhile_is_dropped(
+    imported_models: ImportedModels, photos: list[Path], tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    settings = Settings(data_dir=data, models_dir=imported_models.folder, store_face_thumbnails=True)
+    _enroll(settings, "staff", imported_models.arcface, photos, thumbnails=True)
+
+    def stop_after_the_first_subject(done: int, total: int) -> None:
+        if done:
+            raise _Stop
+
+    with LocalService(settings) as local, pytest.raises(_Stop):
+        reembed(local, "staff", imported_models.stock, progress=stop_after_the_first_subject)
+    with LocalService(settings) as local:
+        target = f"staff@{imported_models.stock}"
+        assert [s.external_id for s in local.gallery.subjects(target)[0]] == ["obama"]  # one subject in
+        # Served meanwhile: one of obama's photos is deleted from the source, biden renamed.
+        first = local.gallery.faces("staff", "obama")[0]
+        local.gallery.delete_face("staff", "obama", first.id)
+        local.gallery.update_subject("staff", "biden", name="Joe")
+        report = reembed(local, "staff", imported_models.stock, swap=True)
+        assert (report.embedded, report.already, report.dropped, report.swapped) == (1, 1, 1, True)
+        assert [f.image_sha256 for f in local.gallery.faces("staff", "obama")] == [
+            f.image_sha256 for f in local.gallery.faces(target, "obama")
+        ]
+        assert local.gallery.subject("staff", "biden").name == "Joe"
+        assert local.gallery.index_size("staff") == 2
+
+
+def test_faces_moved_without_thumbnails_by_hand_let_the_swap_happen(
+    imported_models: ImportedModels, photos: list[Path], tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    settings = Settings(data_dir=data, models_dir=imported_models.folder)
+    _enroll(settings, "staff", imported_models.arcface, photos, thumbnails=False)
+    with LocalService(settings) as local:
+        with pytest.raises(ReembedRefused, match="not swapped: 3 faces"):
+            reembed(local, "staff", imported_models.stock, skip_missing=True, swap=True)
+        # Enrolled into the new collection from the photos, as the refusal says to.
+        stock = local.pipeline(imported_models.stock)
+        for person, name in PEOPLE:
+            data_ = photo(photos, name).read_bytes()
+            (found,) = stock.enrollment_faces([Upload("images[0]", data_)])
+            face = NewFace.from_photo(
+                found.face.embedding, found.face.detection.box, found.face.detection.score, data_
+            )
+            local.gallery.enroll(f"staff@{imported_models.stock}", [Enrollment(person, [face])], create=False,
+                                 model_id=imported_models.stock)  # fmt: skip
+        report = reembed(local, "staff", imported_models.stock, skip_missing=True, swap=True)
+        assert (report.embedded, report.already, report.swapped) == (0, 3, True)
+        assert local.gallery.model_of("staff") == imported_models.stock

@@ -294,7 +294,6 @@ class ServedModelOut(ModelOut):
     """A model as the running service holds it."""
 
     execution_providers: list[str]
-    collections: int = Field(description="how many collections are bound to it")
 
 
 class Ready(BaseModel):

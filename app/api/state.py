@@ -53,9 +53,7 @@ class ServedModels:
         try:
             return self.by_id[model_id]
         except KeyError:
-            error = ModelNotFound(f"model {model_id!r} is not served here")
-            error.field = "model"
-            raise error from None
+            raise ModelNotFound(f"model {model_id!r} is not served here") from None
 
     def named(self, wanted: str | None) -> ServedModel:
         """The model a request names by id or name (the default one for None); ModelNotFound else."""
@@ -63,9 +61,11 @@ class ServedModels:
             return self.default
         try:
             return self[self.catalog.find(wanted).id]
-        except ModelNotFound as error:
+        except ModelNotFound:
+            # Not the catalog's message: it names the models folder, which callers need not know.
+            error = ModelNotFound(f"no model {wanted!r} is served here; GET /ready lists them")
             error.field = "model"
-            raise
+            raise error from None
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self.by_id.values())

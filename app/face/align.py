@@ -128,6 +128,24 @@ def widened_template(template: Points, chip_size: int, size: int, face_share: fl
 Box = tuple[float, float, float, float]
 
 
+def in_reduced_pixels(matrix: Matrix, reduction: int) -> Matrix:
+    """A chip-to-image map onto the image's pixels at 1/reduction (full-size p sits at (p - (r-1)/2) / r,
+    as a decoder's block averages place it)."""
+    reduced = matrix / reduction
+    reduced[:, 2] -= (reduction - 1) / 2.0 / reduction
+    return reduced
+
+
+def resize_region(pixels: npt.NDArray[np.uint8], edges: Box, size: int) -> npt.NDArray[np.uint8]:
+    """The region within `edges` (pixel edges, left top right bottom) resized to size x size by Pillow's
+    bilinear filter, which widens to average when it shrinks; only the region is handed to Pillow."""
+    left, top = max(math.floor(edges[0]), 0), max(math.floor(edges[1]), 0)
+    right, bottom = math.ceil(edges[2]), math.ceil(edges[3])
+    region = Image.fromarray(np.ascontiguousarray(pixels[top:bottom, left:right]))
+    inner = (edges[0] - left, edges[1] - top, edges[2] - left, edges[3] - top)
+    return np.asarray(region.resize((size, size), Image.Resampling.BILINEAR, box=inner), dtype=np.uint8)
+
+
 @dataclass(frozen=True)
 class FivePointCut:
     """A chip aligned by the five landmarks onto a template (dlib's and ArcFace's way)."""
@@ -139,6 +157,18 @@ class FivePointCut:
         """The map from chip pixels to image pixels for one face."""
         return chip_to_image_transform(landmarks, self.points)
 
+    def chip(
+        self,
+        pixels: npt.NDArray[np.uint8],
+        box: Box,
+        landmarks: Points,
+        image_size: tuple[int, int],
+        reduction: int = 1,
+    ) -> npt.NDArray[np.uint8]:
+        """The face's chip, from the image's pixels at 1/reduction (box and landmarks in full-size pixels)."""
+        matrix = self.chip_to_image(box, landmarks, image_size)
+        return warp_chip(pixels, in_reduced_pixels(matrix, reduction), self.size)
+
     def widened(self, size: int, face_share: float) -> FivePointCut:
         """The same alignment into a size x size crop where the chip's face takes face_share of the side."""
         return FivePointCut(tuple(widened_template(self.points, self.size, size, face_share)), size)
@@ -147,22 +177,40 @@ class FivePointCut:
 @dataclass(frozen=True)
 class BoxCut:
     """A chip cut from the detector's box, widened by a margin of chip pixels and resized without
-    regard to landmarks (facenet-pytorch's extract_face: whole-pixel box, clipped to the image)."""
+    regard to landmarks, as facenet-pytorch's extract_face cuts a PIL image: the box widened, cut to
+    whole pixels within the image, resized with Pillow's bilinear filter."""
 
     margin: float
     size: int
 
-    def chip_to_image(self, box: Box, landmarks: Points, image_size: tuple[int, int]) -> Matrix:
-        """The map from chip pixels to image pixels for one face."""
+    def edges(self, box: Box, image_size: tuple[int, int]) -> Box:
+        """The whole-pixel region the chip is resized from."""
         x0, y0, x1, y1 = box
         grow_x = self.margin * (x1 - x0) / (self.size - self.margin) / 2
         grow_y = self.margin * (y1 - y0) / (self.size - self.margin) / 2
         left, top = int(max(x0 - grow_x, 0)), int(max(y0 - grow_y, 0))
-        right = int(min(x1 + grow_x, image_size[0]))
-        bottom = int(min(y1 + grow_y, image_size[1]))
-        sx, sy = max(right - left, 1) / self.size, max(bottom - top, 1) / self.size
-        # Chip pixel centre c samples the crop at (c + 0.5) * s - 0.5, as a resize of the crop does.
+        right = max(int(min(x1 + grow_x, image_size[0])), left + 1)
+        bottom = max(int(min(y1 + grow_y, image_size[1])), top + 1)
+        return (left, top, right, bottom)
+
+    def chip_to_image(self, box: Box, landmarks: Points, image_size: tuple[int, int]) -> Matrix:
+        """The map from chip pixels to image pixels for one face (what a resize of the region does)."""
+        left, top, right, bottom = self.edges(box, image_size)
+        sx, sy = (right - left) / self.size, (bottom - top) / self.size
+        # Chip pixel centre c samples the region at (c + 0.5) * s - 0.5.
         return np.array([[sx, 0.0, left + 0.5 * sx - 0.5], [0.0, sy, top + 0.5 * sy - 0.5]])
+
+    def chip(
+        self,
+        pixels: npt.NDArray[np.uint8],
+        box: Box,
+        landmarks: Points,
+        image_size: tuple[int, int],
+        reduction: int = 1,
+    ) -> npt.NDArray[np.uint8]:
+        """The face's chip, from the image's pixels at 1/reduction (the box in full-size pixels)."""
+        left, top, right, bottom = (edge / reduction for edge in self.edges(box, image_size))
+        return resize_region(pixels, (left, top, right, bottom), self.size)
 
 
 ChipCut = FivePointCut | BoxCut

@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from app.face.align import ChipCut, FivePointCut, Matrix, pyramid_factor, warp_chip
+from app.face.align import ChipCut, FivePointCut, pyramid_factor
 from app.face.batcher import EmbedChips
 from app.face.catalog import ModelCatalog
 from app.face.choice import FaceChoice, dominates
@@ -171,9 +171,7 @@ class FacePipeline:
     def chip(self, image: npt.NDArray[np.uint8], detection: Detection) -> npt.NDArray[np.uint8]:
         """The aligned chip of one detected face."""
         height, width = image.shape[:2]
-        cut = self.embedder.cut
-        matrix = cut.chip_to_image(detection.box, detection.landmarks, (width, height))
-        return warp_chip(image, matrix, cut.size)
+        return self.embedder.cut.chip(image, detection.box, detection.landmarks, (width, height))
 
     def photo_chip(self, photo: Photo, detection: Detection) -> npt.NDArray[np.uint8]:
         """The aligned chip of a face of a photo, from the coarsest pixels that hold all the detail the
@@ -291,14 +289,7 @@ def _aligned(photo: Photo, detection: Detection, cut: ChipCut) -> npt.NDArray[np
     """The face's chip as `cut` cuts it, from the coarsest pixels that hold all the detail it keeps."""
     matrix = cut.chip_to_image(detection.box, detection.landmarks, photo.size)
     reduction = photo.reduction_for(pyramid_factor(matrix))
-    return warp_chip(photo.pixels(reduction), _in_reduced_pixels(matrix, reduction), cut.size)
-
-
-def _in_reduced_pixels(matrix: Matrix, reduction: int) -> Matrix:
-    """A chip-to-image map onto the photo's pixels at 1/reduction (full-size p sits at (p - (r-1)/2) / r)."""
-    reduced = matrix / reduction
-    reduced[:, 2] -= (reduction - 1) / 2.0 / reduction
-    return reduced
+    return cut.chip(photo.pixels(reduction), detection.box, detection.landmarks, photo.size, reduction)
 
 
 @contextmanager

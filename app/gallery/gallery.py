@@ -198,8 +198,10 @@ class Gallery:
 
     def _refresh_model_cohort_stats(self, model_id: str, cohort: Cohort) -> None:
         key = f"cohort:{model_id}"
-        # A gallery of one model kept its cohort under "cohort"; identities name the cohort's file.
-        stale = cohort.identity not in {self.store.setting(key), self.store.setting("cohort")}
+        stored = self.store.setting(key)
+        if stored is None and model_id == self.model_id:
+            stored = self.store.setting("cohort")  # a gallery of one model kept it under this key
+        stale = stored != cohort.identity
         collections = [c for c in self.store.collections() if c.model_id == model_id]
         started, chunks = time.perf_counter(), []
         for collection in collections:
@@ -513,10 +515,18 @@ class Gallery:
         """One subject with its face ids."""
         return self.store.subject(self.store.collection(collection_name), subject_id)
 
-    def subject_embeddings(self, collection_name: str, subject_id: str) -> npt.NDArray[np.float32]:
+    def subject_embeddings(
+        self, collection_name: str, subject_id: str, model_id: str | None = None
+    ) -> npt.NDArray[np.float32]:
         """The stored embeddings of one subject (for verifying a probe against it); SubjectHasNoFaces
-        should it have none (a subject goes with its last face, so only a damaged file could)."""
-        stored = self.store.subject_embeddings(self.store.collection(collection_name), subject_id)
+        should it have none (a subject goes with its last face, so only a damaged file could), and
+        GalleryModelMismatch when `model_id`, the probe's model, is not the collection's."""
+        collection = self.store.collection(collection_name)
+        if model_id is not None and collection.model_id != model_id:
+            raise GalleryModelMismatch(
+                f"collection {collection.name!r} holds {collection.model_id} embeddings, not {model_id}"
+            )
+        stored = self.store.subject_embeddings(collection, subject_id)
         if len(stored) == 0:
             raise SubjectHasNoFaces(f"subject {subject_id!r} has no enrolled face to compare with")
         return stored

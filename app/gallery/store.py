@@ -287,6 +287,8 @@ class GalleryStore:
     def rename_collections(self, renames: Mapping[str, str]) -> None:
         """Rename collections in one transaction (old name -> new name); a swap renames each to the
         other's name. CollectionNotFound / CollectionExists leave every name as it was."""
+        if len(set(renames.values())) != len(renames):
+            raise ValueError(f"two collections cannot take one name: {renames}")
         with self._write() as db:
             ids = {}
             for old in renames:

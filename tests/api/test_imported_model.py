@@ -3,6 +3,7 @@ to each, enroll, identify and verify through the collection's model, and /verify
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import httpx
@@ -104,3 +105,41 @@ def test_collections_bound_to_each_model_enroll_identify_and_verify_with_it(
         )
         assert mixed.status_code == 422 and mixed.json()["error"]["field"] == "model"
         assert api.post("/collections", data={"name": "x", "model": "nope"}).status_code == 404
+
+
+def test_a_key_learns_nothing_of_a_collection_it_may_not_use_and_json_bodies_name_the_model(
+    imported_models: ImportedModels, photos: list[Path], tmp_path: Path
+) -> None:
+    obama, obama2 = photo(photos, "obama.jpg"), photo(photos, "obama2.jpg")
+    keys = '{"admin-key": ["*"], "team-key": ["team"]}'
+    with (
+        running_server(imported_models.folder, tmp_path / "data", env={"FV_API_KEYS": keys}) as url,
+        httpx.Client(base_url=url, timeout=30) as api,
+    ):
+        admin, team = {"X-API-Key": "admin-key"}, {"X-API-Key": "team-key"}
+        assert (
+            api.post(
+                "/collections", data={"name": "secret", "model": imported_models.name}, headers=admin
+            ).status_code
+            == 201
+        )
+        # Asked with a model other than the collection's: 403 all the same, not what it is bound to.
+        probe = _files(("image", obama))
+        refused = api.post(
+            "/verify",
+            data={"subject_id": "x", "collection": "secret", "model": imported_models.stock},
+            files=probe,
+            headers=team,
+        )
+        assert refused.status_code == 403 and imported_models.arcface not in refused.text
+        ready = api.get("/ready")  # public: it names no collection
+        assert ready.status_code == 200 and "secret" not in ready.text
+        body = {
+            "image_a": base64.b64encode(obama.read_bytes()).decode(),
+            "image_b": base64.b64encode(obama2.read_bytes()).decode(),
+        }
+        named = api.post("/verify", json={**body, "model": imported_models.name}, headers=team)
+        assert named.status_code == 200 and named.json()["model_id"] == imported_models.arcface
+        unknown = api.post("/verify", json={**body, "model": "nope"}, headers=team)
+        assert unknown.status_code == 404 and unknown.json()["error"]["field"] == "model"
+        assert str(imported_models.folder) not in unknown.text  # the models folder is not told

@@ -8,8 +8,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from PIL import Image
 
-from app.face.align import align_face, apply_transform, similarity_transform
+from app.face.align import BoxCut, align_face, apply_transform, similarity_transform
 from app.face.image import decode_image
 from app.face.pipeline import FacePipeline
 from tests.conftest import photo
@@ -76,3 +77,30 @@ def test_our_chips_embed_like_dlibs(
     assert len(cosines) >= 10
     assert np.median(cosines) >= 0.98, cosines
     assert min(cosines) >= 0.93, cosines
+
+
+def _facenet_pytorch_extract_face(image: Image.Image, box: Any, size: int, margin: float) -> np.ndarray:
+    """facenet-pytorch 2.6.0's extract_face for a PIL image (models/utils/detect_face.py), restated:
+    its module imports torchvision, which this environment lacks."""
+    grow = [margin * (box[2] - box[0]) / (size - margin), margin * (box[3] - box[1]) / (size - margin)]
+    edges = [
+        int(max(box[0] - grow[0] / 2, 0)), int(max(box[1] - grow[1] / 2, 0)),
+        int(min(box[2] + grow[0] / 2, image.size[0])), int(min(box[3] + grow[1] / 2, image.size[1])),
+    ]  # fmt: skip
+    return np.asarray(image.crop(edges).copy().resize((size, size), Image.BILINEAR))
+
+
+@pytest.mark.parametrize("margin", [0.0, 20.0])
+def test_a_box_cut_is_facenet_pytorchs_crop_of_the_same_box(
+    pipeline: FacePipeline, photos: list[Path], margin: float
+) -> None:
+    cut = BoxCut(margin, 160)
+    compared = 0
+    for path in photos[:9]:
+        photo_ = pipeline.decode_photo(path.read_bytes())
+        for face in pipeline.detect_photo(photo_)[:2]:
+            ours = cut.chip(photo_.pixels(1), face.box, face.landmarks, photo_.size)
+            theirs = _facenet_pytorch_extract_face(Image.open(path).convert("RGB"), face.box, 160, margin)
+            assert np.array_equal(ours, theirs), path.name
+            compared += 1
+    assert compared >= 8

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from app.decision.cohort import Cohort
-from app.gallery.errors import CollectionExists, GalleryModelMismatch, InvalidEmbedding, ModelNotServed
+from app.gallery.errors import (
+    CollectionExists,
+    CollectionNotFound,
+    GalleryModelMismatch,
+    InvalidEmbedding,
+    ModelNotServed,
+)
 from app.gallery.gallery import EmbeddingSpace, Gallery
 from app.gallery.store import Enrollment, NewFace
 from tests.gallery.vectors import DIM, faces_of, identities, unit
@@ -64,14 +70,18 @@ def test_a_swap_exchanges_two_collections_names_and_their_faces_follow(tmp_path:
     gallery = _gallery(tmp_path)
     gallery.create_collection("staff", STOCK)
     gallery.create_collection("staff@other", OTHER)
-    gallery.enroll("staff", [Enrollment("ann", [NewFace(faces_of(identities(1))[0])])])
+    gallery.enroll("staff", [Enrollment("ann", [NewFace(v) for v in faces_of(identities(2))])])
     gallery.enroll("staff@other", [Enrollment("bob", [NewFace(_other_vectors(1)[0])])], model_id=OTHER)
     gallery.rename_collections({"staff": "staff@other", "staff@other": "staff"})
     assert gallery.model_of("staff") == OTHER
     assert [s.external_id for s in gallery.subjects("staff")[0]] == ["bob"]
-    assert gallery.index_size("staff@other") == 1
+    assert (gallery.index_size("staff"), gallery.index_size("staff@other")) == (1, 2)  # indexes follow
+    names = [c.name for c, _ in gallery.collections()]
     with pytest.raises(CollectionExists):
         gallery.rename_collections({"staff": "default"})
+    with pytest.raises(CollectionNotFound):
+        gallery.rename_collections({"staff": "elsewhere", "absent": "staff"})
+    assert [c.name for c, _ in gallery.collections()] == names  # a refused rename changes no name
     gallery.store.close()
     reopened = _gallery(tmp_path)  # the index snapshots and SQLite agree after the renames
     (ranking,) = reopened.rank("staff", _other_vectors(1), top_k=1, model_id=OTHER)
@@ -89,3 +99,19 @@ def test_each_models_faces_get_statistics_of_its_own_cohort(tmp_path: Path) -> N
     assert normalised.candidates[0].score != pytest.approx(raw.candidates[0].score)
     with pytest.raises(ValueError, match="cohort"):  # the default model has none here
         gallery.rank("default", faces_of(identities(1)), normalise=True)
+
+
+def test_statistics_are_recomputed_when_a_models_cohort_changes_and_changes_back(tmp_path: Path) -> None:
+    first = Cohort(identities(300, seed=9), top_k=20, sha256="first")
+    second = Cohort(identities(300, seed=10), top_k=20, sha256="second")
+    face = faces_of(identities(1))
+    older = Gallery(tmp_path, STOCK, DIM, cohort=first)
+    older.enroll("default", [Enrollment("ann", [NewFace(face[0])])])
+    older.store.set_cohort_stats(first.identity, [], "cohort")  # where a gallery of one model kept it
+    older.store.close()
+    for cohort in (second, first):  # back to the first: its statistics must come back too
+        gallery = Gallery(tmp_path, STOCK, DIM, cohort=cohort)
+        (stored,) = gallery.store.owners(list(gallery.index_ids("default"))).values()
+        mean, sd = cohort.stats(face)
+        assert (stored.cohort_mean, stored.cohort_sd) == pytest.approx((float(mean[0]), float(sd[0])))
+        gallery.store.close()

@@ -50,7 +50,6 @@ async def ready(request: Request, gallery: GalleryDep, settings: SettingsDep) ->
                 model.artifact, model.decisions, model.model_id == service.models.default_id
             ).model_dump(),
             execution_providers=model.pipeline.embedder.providers,
-            collections=sum(c.model_id == model.model_id for c, _ in collections),
         )
         for model in service.models
     ]

@@ -86,11 +86,12 @@ async def verify(
     """Compare the largest face of two photos, or of one photo with an enrolled subject's faces (by the
     model of the subject's collection)."""
     started = time.perf_counter()
-    two_photos = image_a is not None and image_b is not None
-    if two_photos:
+    if image_a is not None and image_b is not None:
         served = service.models.named(model)
-    else:
-        served = await run_in_threadpool(service.model_of, collection)  # SQLite off the event loop
+    elif image is not None and subject_id is not None:
+        caller.check(collection)  # only here: two photos use no collection; before anything is told of it
+        bound = await run_in_threadpool(gallery.collection, collection)  # 404; SQLite off the event loop
+        served = service.models[bound.model_id]
         if model is not None and service.models.named(model).model_id != served.model_id:
             raise ApiError(
                 422,
@@ -99,6 +100,8 @@ async def verify(
                 "collection's model (leave model out)",
                 field="model",
             )
+    else:
+        raise ApiError(422, "invalid_field", "send image_a and image_b, or image with subject_id")
     pipeline, decisions = served.pipeline, served.decisions
     score_kind = decisions.score_for(normalise, default=False)
     if image_a is not None and image_b is not None:
@@ -113,14 +116,15 @@ async def verify(
         other: ImageFaces | None = ImageFaces(
             face=FaceOut.of(second.face.detection), faces_found=second.faces_found
         )
-    elif image is not None and subject_id is not None:
-        caller.check(collection)  # only here: two photos use no collection
+    else:
+        assert image is not None and subject_id is not None  # the only other way in, checked above
         decisions.verify(far, threshold, operating_point, score_kind)  # 422 before any inference
         probe = Upload("image", await read_image(image, settings, "image"), face_choice(face, "face"))
         known = subject_id
 
         def compare() -> tuple[npt.NDArray[np.float32], FaceResult, float]:
-            stored = gallery.subject_embeddings(collection, known)  # 404 before any inference
+            # 404 before any inference; 409 should the collection now be another model's.
+            stored = gallery.subject_embeddings(collection, known, served.model_id)
             (result,), pipeline_ms = timed(pipeline.chosen_faces, [probe])
             return stored, result, pipeline_ms
 
@@ -129,8 +133,6 @@ async def verify(
         point = decisions.verify(far, threshold, operating_point, score_kind, comparisons=len(stored))
         similarity, score = _score(decisions, score_kind, first.face.embedding, stored)
         other = None
-    else:
-        raise ApiError(422, "invalid_field", "send image_a and image_b, or image with subject_id")
     return VerifyResponse(
         match=score >= point.threshold,
         similarity=similarity,
