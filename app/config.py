@@ -25,6 +25,12 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8000
     data_dir: Path = Path("data")
+    # A shared PostgreSQL database (postgresql://user:password@host/db) for several replicas; none: the
+    # embedded SQLite file in data_dir. Each replica keeps its own data_dir (its index snapshots).
+    database_url: str | None = None
+    database_pool_size: Annotated[int, Field(ge=1, le=256)] = 8
+    # How often a replica looks for other replicas' changes when no notification wakes it.
+    sync_poll_s: Annotated[float, Field(gt=0.0, le=60.0)] = 0.5
     models_dir: Path = Path("models")
     # The embedder new collections and two-photo /verify use (an id or name of `faceverify models list`);
     # none: the one `faceverify models build` made.

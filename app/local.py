@@ -13,6 +13,7 @@ from app.face.embedder import Embedder
 from app.face.pipeline import FacePipeline
 from app.gallery.gallery import EmbeddingSpace, Gallery
 from app.gallery.lock import DataDirLock
+from app.gallery.stores import open_store
 from app.main import check_calibration
 
 
@@ -45,10 +46,12 @@ class LocalService:
                 settings.index_settings(),
                 cohort=spaces[default.id].cohort,
                 other_models=spaces,
+                store=open_store(settings.data_dir, settings.database_url, settings.database_pool_size),
             )
         except BaseException:
             self._stack.close()
             raise
+        self._stack.callback(self.gallery.store.close)
         self._stack.callback(self.gallery.save_snapshots)
         self._pipelines: dict[str, FacePipeline] = {}
 

@@ -31,6 +31,8 @@ from app.face.runtime import available_providers, configure_threads
 from app.gallery.gallery import EmbeddingSpace, Gallery
 from app.gallery.index import gpu_count
 from app.gallery.lock import DataDirLock
+from app.gallery.stores import open_store
+from app.gallery.sync import ChangeFollower
 
 log = logging.getLogger("faceverify")
 
@@ -82,12 +84,19 @@ def create_app(settings: Settings | None = None, metrics: Metrics | None = None)
             raise
         app.state.service = service
         metrics.watch(lambda: engine.pending, service.gallery)
+        follower = None
+        if service.gallery.store.shared:  # replicas: follow the others' writes into the indexes
+            store = service.gallery.store
+            follower = ChangeFollower(service.gallery, store.listener(), settings.sync_poll_s).start()
         try:
             yield
         finally:
             metrics.unwatch()
+            if follower is not None:
+                follower.close()
             engine.close()
             service.gallery.save_snapshots()  # lets the next start skip rebuilding the indexes
+            service.gallery.store.close()
 
     def _start(engine: ServingEngine) -> Service:
         served, spaces = {}, {}
@@ -109,6 +118,7 @@ def create_app(settings: Settings | None = None, metrics: Metrics | None = None)
             settings.index_settings(),
             cohort=spaces[default.model_id].cohort,
             other_models=spaces,
+            store=open_store(settings.data_dir, settings.database_url, settings.database_pool_size),
         )
         service = Service(
             settings=settings,

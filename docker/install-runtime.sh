@@ -30,6 +30,7 @@ import faiss
 import onnxruntime
 
 import app.main  # noqa: F401  (the whole service imports)
+import app.gallery.postgres  # noqa: F401  (the shared store, FV_DATABASE_URL: psycopg and its pool)
 
 providers = onnxruntime.get_available_providers()
 if sys.argv[1] == "gpu":

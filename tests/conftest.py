@@ -16,6 +16,7 @@ from app.face.manifest import Manifest, load_manifest
 from app.face.pipeline import FacePipeline
 from tests.assets import REPO, AssetUnavailable, lfw_photos, registry_photos
 from tests.dlib_reference import cut_dlib_chips, dlib_models
+from tests.engines.fixtures import postgres_server, postgres_url  # noqa: F401  (fixtures for every suite)
 
 MODELS_DIR = Path(os.environ.get("FV_MODELS_DIR", REPO / "models"))
 

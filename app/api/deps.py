@@ -9,6 +9,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from app.api.auth import Caller
 from app.api.engine import ServingEngine
+from app.api.errors import ApiError
 from app.api.metrics import Metrics
 from app.api.state import Service, service_of
 from app.config import Settings
@@ -111,6 +112,20 @@ async def read_image(upload: UploadFile, settings: Settings, field: str) -> byte
         if not data:
             raise BadImage(f"{upload.filename or 'the image'} is empty")
     return data
+
+
+AFTER_SEQ_HELP = (
+    "an enrollment's `seq`: answer from a gallery that holds it (read your own writes on any replica)"
+)
+
+
+def ensure_seen(gallery: Gallery, after_seq: int | None) -> None:
+    """Catch the gallery up to `after_seq` where it is behind (blocking: call it off the event loop);
+    422 for a number the store has not reached."""
+    if after_seq is not None and not gallery.seen(after_seq):
+        raise ApiError(
+            422, "invalid_field", f"after_seq {after_seq} is beyond the gallery's changes", field="after_seq"
+        )
 
 
 MODEL_HELP = "the embedder, by id or name (`GET /ready` lists them; default: the default model)"

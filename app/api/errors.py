@@ -81,6 +81,7 @@ _STATUS: list[tuple[type[Exception], int]] = [
     (gallery.SubjectHasNoFaces, 422),
     (gallery.MetadataTooLarge, 422),
     (gallery.InsufficientStorage, 507),
+    (gallery.StoreUnavailable, 503),
     (gallery.CollectionExists, 409),
     (gallery.GalleryModelMismatch, 409),
     (gallery.InvalidEmbedding, 422),

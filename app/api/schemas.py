@@ -103,6 +103,10 @@ class EnrollResponse(BaseModel):
     faces_found: list[int]
     faces: list[EnrolledFace] = Field(description="per photo, in order: the face stored and its box")
     model_id: str
+    seq: int = Field(
+        description="the changes feed's number of this enrollment: pass it as after_seq to /identify or "
+        "/verify on any replica to be answered from a gallery that holds it (0 when nothing was stored)"
+    )
 
 
 class CandidateOut(BaseModel):

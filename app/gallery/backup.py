@@ -10,7 +10,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.gallery.store import DATABASE_NAME
+from app.gallery.sqlite import DATABASE_NAME
 
 
 @dataclass(frozen=True)

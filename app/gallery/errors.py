@@ -68,6 +68,12 @@ class InsufficientStorage(GalleryError):
     code = "insufficient_storage"
 
 
+class StoreUnavailable(GalleryError):
+    """The database server cannot be reached (down, restarting, or every connection busy)."""
+
+    code = "store_unavailable"
+
+
 class DataDirLocked(GalleryError):
     """Another server holds the data directory."""
 

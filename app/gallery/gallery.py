@@ -16,6 +16,7 @@ import numpy.typing as npt
 
 from app.decision.cohort import Cohort
 from app.gallery.errors import (
+    CollectionExists,
     CollectionNotFound,
     GalleryModelMismatch,
     InvalidEmbedding,
@@ -23,7 +24,8 @@ from app.gallery.errors import (
     SubjectHasNoFaces,
 )
 from app.gallery.index import FaissIndex, IndexSettings, VectorIndex
-from app.gallery.store import Collection, Enrollment, FaceRecord, GalleryStore, StoredIds, Subject
+from app.gallery.sqlite import SQLiteStore
+from app.gallery.store import Change, Collection, Enrollment, FaceRecord, GalleryStore, StoredIds, Subject
 
 DEFAULT_COLLECTION = "default"
 log = logging.getLogger("faceverify.gallery")
@@ -131,6 +133,7 @@ class Gallery:
         index_settings: IndexSettings | None = None,
         cohort: Cohort | None = None,
         other_models: Mapping[str, EmbeddingSpace] | None = None,
+        store: GalleryStore | None = None,
     ) -> None:
         self.model_id = model_id
         self.spaces: dict[str, EmbeddingSpace] = {
@@ -138,10 +141,11 @@ class Gallery:
             **(other_models or {}),
         }
         self.index_settings = index_settings or IndexSettings()
-        self.store = GalleryStore(data_dir)
+        self.store: GalleryStore = store or SQLiteStore(data_dir)
         self.snapshots = data_dir / SNAPSHOT_DIR
         self._indexes: dict[int, VectorIndex] = {}
         self._lock = ReadWriteLock()
+        self.applied_seq = 0  # the changes feed's number the indexes reflect
         self.startup = self._open()
 
     @property
@@ -224,27 +228,38 @@ class Gallery:
         self._remove_partials()
         self._check_models()
         self._refresh_cohort_stats()
-        loaded, rebuilt = {}, {}
+        # Read first: whatever commits while the indexes load is in the feed after it, and applying
+        # a change twice does no harm.
+        self.applied_seq = self.store.last_seq()
+        loaded: dict[str, int] = {}
+        rebuilt: dict[str, int] = {}
         for collection in self.store.collections():
-            index = self._new_index(collection.model_id)
-            if index.load(self._snapshot_path(collection), self.store.face_ids(collection)):
-                loaded[collection.name] = len(index)
-            else:
-                ids, vectors = self.store.embeddings(collection)
-                index.rebuild(ids, vectors)
-                rebuilt[collection.name] = len(index)
+            index, from_snapshot = self._loaded_index(collection)
+            (loaded if from_snapshot else rebuilt)[collection.name] = len(index)
             self._indexes[collection.id] = index
         self._ensure_default()
         report = StartupReport(loaded, rebuilt, time.perf_counter() - started)
         log.info("gallery ready in %.2f s: loaded %s, rebuilt %s", report.seconds, loaded, rebuilt)
         return report
 
+    def _loaded_index(self, collection: Collection) -> tuple[VectorIndex, bool]:
+        """A collection's index from its snapshot where that matches the store, else from the store;
+        and whether the snapshot was taken."""
+        index = self._new_index(collection.model_id)
+        if index.load(self._snapshot_path(collection), self.store.face_ids(collection)):
+            return index, True
+        index.rebuild(*self.store.embeddings(collection))
+        return index, False
+
     def _ensure_default(self) -> None:
         """The default collection always exists (created empty at start and after it is deleted)."""
         try:
             self.store.collection(DEFAULT_COLLECTION)
         except CollectionNotFound:
-            collection = self.store.create_collection(DEFAULT_COLLECTION, self.model_id)
+            try:
+                collection = self.store.create_collection(DEFAULT_COLLECTION, self.model_id)
+            except CollectionExists:  # another replica made it meanwhile: the feed brings its index
+                return
             self._indexes[collection.id] = self._new_index(self.model_id)
 
     def save_snapshots(self) -> None:
@@ -273,6 +288,69 @@ class Gallery:
         if self.snapshots.is_dir():
             for leftover in self.snapshots.glob("*.partial"):
                 leftover.unlink(missing_ok=True)
+
+    # Following the store's changes (replicas of one shared database)
+
+    def catch_up(self, limit: int = 10_000) -> int:
+        """Apply the store's changes after those the indexes reflect (the writes of other replicas;
+        this one's own are applied as they are made, and applying one twice does no harm); the
+        feed's number the indexes reflect now."""
+        while True:
+            if self.store.pruned_before() > self.applied_seq + 1:
+                self._reload()  # fell behind what the feed keeps: start again from the faces
+                continue
+            changes = self.store.changes_since(self.applied_seq, limit)
+            if not changes:
+                return self.applied_seq
+            with self._lock.write():
+                for op, collection_id, face_ids in _runs(changes):
+                    self._apply(op, collection_id, face_ids)
+                self.applied_seq = max(self.applied_seq, changes[-1].seq)
+
+    def _apply(self, op: str, collection_id: int, face_ids: list[int]) -> None:
+        if op == "collection":
+            self._sync_collections()
+            return
+        index = self._indexes.get(collection_id)
+        if index is None:  # created by a change not applied yet, or deleted since
+            self._sync_collections()
+            index = self._indexes.get(collection_id)
+            if index is None:
+                return
+        ids = np.array(face_ids, dtype=np.int64)
+        index.remove(ids)  # an add applied before (by this replica's own write) is not held twice
+        if op != "add":
+            return
+        found, vectors = self.store.embeddings_of(face_ids)  # faces deleted since are gone
+        if not len(found):
+            return
+        if index.needs_rebuild(len(found)):
+            collection = next(c for c in self.store.collections() if c.id == collection_id)
+            index.rebuild(*self.store.embeddings(collection))
+        else:
+            index.add(found, vectors)
+
+    def _sync_collections(self) -> None:
+        """Indexes for the collections the store has now: new ones loaded, deleted ones dropped."""
+        current = {c.id: c for c in self.store.collections()}
+        for collection_id in set(self._indexes) - set(current):
+            del self._indexes[collection_id]
+        for collection_id, collection in current.items():
+            if collection_id not in self._indexes and collection.model_id in self.spaces:
+                self._indexes[collection_id] = self._loaded_index(collection)[0]
+
+    def _reload(self) -> None:
+        """Every index from the store again."""
+        with self._lock.write():
+            seq = self.store.last_seq()
+            self._indexes = {}
+            self._sync_collections()
+            self.applied_seq = seq
+        log.warning("the changes feed no longer holds what this replica missed: indexes reloaded")
+
+    def seen(self, seq: int) -> bool:
+        """Whether every change up to `seq` is in the indexes (catching up first where it is not)."""
+        return seq <= self.applied_seq or seq <= self.catch_up()
 
     # Collections
 
@@ -546,3 +624,15 @@ class Gallery:
         with self._lock.read():
             index = self._indexes.get(self.store.collection(collection_name).id)
             return index.ids() if index is not None else np.zeros(0, np.int64)
+
+
+def _runs(changes: Sequence[Change]) -> Iterator[tuple[str, int, list[int]]]:
+    """Consecutive changes of one kind to one collection, as (op, collection id, face ids), in order."""
+    run: list[Change] = []
+    for change in changes:
+        if run and (change.op != run[0].op or change.collection_id != run[0].collection_id):
+            yield run[0].op, run[0].collection_id, [c.face_id for c in run if c.face_id is not None]
+            run = []
+        run.append(change)
+    if run:
+        yield run[0].op, run[0].collection_id, [c.face_id for c in run if c.face_id is not None]

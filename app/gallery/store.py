@@ -1,17 +1,20 @@
-"""SQLite, the gallery's source of truth: collections, subjects and their face embeddings."""
+"""The gallery's source of truth (collections, subjects and their face embeddings) as SQL that SQLite
+(the embedded default) and PostgreSQL (many replicas) both run; sqlite.py and postgres.py connect it.
+
+Every write also appends to a changes feed (`changes`, a sequence number per row, in the write's own
+transaction), which replicas follow into their indexes and whose number a caller can wait for.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
-import threading
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -20,70 +23,10 @@ from app.gallery.errors import (
     CollectionExists,
     CollectionNotFound,
     FaceNotFound,
-    GalleryError,
-    InsufficientStorage,
     MetadataTooLarge,
     SubjectNotFound,
     ThumbnailNotStored,
 )
-
-DATABASE_NAME = "gallery.sqlite3"
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS collections (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    name TEXT NOT NULL UNIQUE,
-    model_id TEXT NOT NULL,
-    created_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS subjects (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    collection_id INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
-    external_id TEXT NOT NULL,
-    name TEXT,
-    metadata TEXT NOT NULL DEFAULT '{}',
-    created_at TEXT NOT NULL,
-    UNIQUE (collection_id, external_id)
-);
--- AUTOINCREMENT: a deleted face's id is never handed out again, so an index can never confuse the two.
-CREATE TABLE IF NOT EXISTS faces (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    subject_id INTEGER NOT NULL REFERENCES subjects(id) ON DELETE CASCADE,
-    collection_id INTEGER NOT NULL REFERENCES collections(id) ON DELETE CASCADE,
-    model_id TEXT NOT NULL,
-    embedding BLOB NOT NULL,
-    box TEXT,
-    score REAL,
-    image_sha256 TEXT,
-    created_at TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS faces_by_collection ON faces (collection_id, id);
-CREATE INDEX IF NOT EXISTS faces_by_subject ON faces (subject_id);
-"""
-
-# Schema versions after the first (PRAGMA user_version): each step runs once, in order, in one transaction.
-_MIGRATIONS = (
-    # 1: each face's cohort statistics for score normalisation, and which cohort they belong to.
-    """
-    ALTER TABLE faces ADD COLUMN cohort_mean REAL;
-    ALTER TABLE faces ADD COLUMN cohort_sd REAL;
-    CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-    """,
-    # 2: a subject always has a face (deleting or moving its last one removes it): older files may
-    # hold subjects whose last face was deleted; a lookup of photos by subject for duplicates.
-    """
-    DELETE FROM subjects WHERE id NOT IN (SELECT subject_id FROM faces);
-    CREATE INDEX IF NOT EXISTS faces_by_photo ON faces (subject_id, image_sha256);
-    """,
-    # 3: face thumbnails (FV_STORE_FACE_THUMBNAILS), deleted with their face.
-    """
-    CREATE TABLE IF NOT EXISTS face_thumbnails (
-        face_id INTEGER PRIMARY KEY REFERENCES faces(id) ON DELETE CASCADE,
-        jpeg BLOB NOT NULL
-    );
-    """,
-)
-SCHEMA_VERSION = len(_MIGRATIONS)
 
 
 def _box(text: str | None) -> tuple[float, float, float, float] | None:
@@ -168,9 +111,33 @@ class FaceRecord:
 
 class StoredIds(list[int]):
     """An enrollment's face ids, one per face in order; `repeated[i]` is True where nothing new was
-    written for face i: the subject had that photo already, or it came earlier in the same request."""
+    written for face i: the subject had that photo already, or it came earlier in the same request;
+    `seq` is the changes feed's number of the transaction (0 when it wrote nothing)."""
 
     repeated: tuple[bool, ...] = ()
+    seq: int = 0
+
+
+ChangeOp = Literal["add", "remove", "collection"]
+
+
+@dataclass(frozen=True)
+class Change:
+    """One entry of the changes feed: a face added to or removed from a collection's index, or a
+    collection created, renamed or deleted (face_id None)."""
+
+    seq: int
+    collection_id: int
+    op: ChangeOp
+    face_id: int | None
+
+
+class Db(Protocol):
+    """A connection inside a read or a write: statements with `?` placeholders, giving back cursors as
+    sqlite3 and psycopg both do (fetchone, fetchall, rowcount, iteration)."""
+
+    def execute(self, sql: str, params: Any = (), /) -> Any: ...
+    def executemany(self, sql: str, rows: Iterable[Any], /) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -183,105 +150,124 @@ class Enrollment:
     metadata: dict[str, Any] | None = None
 
 
-class GalleryStore:
-    """All reads and writes of the SQLite file; writes are serialised, reads run in parallel (WAL)."""
+PRUNED_BEFORE = "changes_pruned_before"  # the settings key
 
-    def __init__(self, data_dir: Path) -> None:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        self.path = data_dir / DATABASE_NAME
-        self._local = threading.local()
-        self._write_lock = threading.Lock()
-        with self._connection() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(_SCHEMA)
-        self._migrate()
 
-    def _migrate(self) -> None:
-        """Bring an older file up to SCHEMA_VERSION; refuse a newer one rather than misread it."""
-        with self._write() as db:
-            (version,) = db.execute("PRAGMA user_version").fetchone()
-            if version > SCHEMA_VERSION:
-                raise GalleryError(
-                    f"{self.path} has schema version {version}, newer than this service's {SCHEMA_VERSION}"
-                )
-            for step in range(version, SCHEMA_VERSION):
-                for statement in filter(str.strip, _MIGRATIONS[step].split(";")):
-                    db.execute(statement)
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+class Wakeup(Protocol):
+    """Waits for the store to say that another process changed something (or for the timeout)."""
 
-    def _connection(self) -> sqlite3.Connection:
-        """This thread's connection (sqlite3 connections must not be shared between threads)."""
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            # FULL: a transaction is on disk when COMMIT returns, so an acknowledged write survives
-            # a crash of the process and of the machine.
-            db.execute("PRAGMA synchronous=FULL")
-            db.execute("PRAGMA foreign_keys=ON")
-            self._local.db = db
-        return db
+    def wait(self, timeout: float) -> bool: ...
+    def close(self) -> None: ...
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One IMMEDIATE transaction at a time: committed on success, rolled back on any error;
-        InsufficientStorage when the disk is full (reads go on working)."""
-        with self._write_lock:
-            db = self._connection()
-            try:
-                db.execute("BEGIN IMMEDIATE")
-                try:
-                    yield db
-                except BaseException:
-                    if db.in_transaction:
-                        db.execute("ROLLBACK")
-                    raise
-                db.execute("COMMIT")
-            except sqlite3.OperationalError as exc:
-                if getattr(exc, "sqlite_errorname", "") != "SQLITE_FULL":
-                    raise
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise InsufficientStorage(
-                    f"the gallery's disk is full ({exc}): nothing was written; free space or delete data"
-                ) from None
 
+class GalleryStore(ABC):
+    """All reads and writes of the gallery's database. Writes are serialised (also across processes,
+    so that the changes feed is in commit order); reads run in parallel."""
+
+    # Whether other processes write to it too (replicas), so that the indexes follow its changes feed.
+    shared = False
+    # The SQL aggregate that lists a group's face ids, comma-separated.
+    FACE_ID_LIST = "GROUP_CONCAT(f.id)"
+    # Most bound parameters one statement takes (SQLite's limit is the lower).
+    CHUNK = 500
+
+    @abstractmethod
+    def _read(self) -> AbstractContextManager[Db]:
+        """A connection for reads."""
+
+    @abstractmethod
+    def _write(self) -> AbstractContextManager[Db]:
+        """One write transaction at a time: committed on success, rolled back on any error;
+        InsufficientStorage when the disk is full."""
+
+    @abstractmethod
+    def _insert_faces(self, db: Db, rows: list[tuple[Any, ...]]) -> list[int]:
+        """Insert face rows in order; their new ids."""
+
+    @abstractmethod
     def close(self) -> None:
-        """Close this thread's connection."""
-        db = getattr(self._local, "db", None)
-        if db is not None:
-            db.close()
-            self._local.db = None
+        """Release this store's connections."""
+
+    def listener(self) -> Wakeup | None:
+        """A wake-up for the changes other processes make (none where no other process writes)."""
+        return None
+
+    @property
+    @abstractmethod
+    def where(self) -> str:
+        """Where the data lives, for messages (a file, or a server without its password)."""
+
+    # The changes feed
+
+    def _record(self, db: Db, collection_id: int, op: ChangeOp, face_ids: Sequence[int | None]) -> int:
+        """Append changes inside the write's transaction; the feed's number after them."""
+        db.executemany(
+            "INSERT INTO changes (collection_id, op, face_id) VALUES (?, ?, ?)",
+            [(collection_id, op, face_id) for face_id in face_ids],
+        )
+        # Writers are serialised, so no other write's changes can interleave with these.
+        (seq,) = db.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()
+        return int(seq)
+
+    def last_seq(self) -> int:
+        """The number of the newest change (0 when there is none; never less than what was pruned)."""
+        with self._read() as db:
+            (seq,) = db.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()
+        return max(int(seq), self.pruned_before() - 1)
+
+    def changes_since(self, seq: int, limit: int = 10_000) -> list[Change]:
+        """The changes after `seq`, oldest first (at most `limit`)."""
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT seq, collection_id, op, face_id FROM changes WHERE seq > ? ORDER BY seq LIMIT ?",
+                (seq, limit),
+            ).fetchall()
+        return [Change(int(r[0]), int(r[1]), r[2], None if r[3] is None else int(r[3])) for r in rows]
+
+    def pruned_before(self) -> int:
+        """Changes before this number were forgotten: a follower further behind reloads from the faces."""
+        value = self.setting(PRUNED_BEFORE)
+        return int(value) if value is not None else 0
+
+    def prune_changes(self, before: int) -> int:
+        """Forget the changes before `before` (every follower has them); how many went."""
+        with self._write() as db:
+            cursor = db.execute("DELETE FROM changes WHERE seq < ?", (before,))
+            db.execute(
+                "INSERT INTO settings (key, value) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (PRUNED_BEFORE, str(before)),
+            )
+            return int(cursor.rowcount)
 
     # Collections
 
     def create_collection(self, name: str, model_id: str) -> Collection:
         """A new, empty collection for faces embedded by model_id."""
         with self._write() as db:
-            try:
-                db.execute(
-                    "INSERT INTO collections (name, model_id, created_at) VALUES (?, ?, ?)",
-                    (name, model_id, _now()),
-                )
-            except sqlite3.IntegrityError:
-                raise CollectionExists(f"collection {name!r} exists already") from None
+            if db.execute("SELECT 1 FROM collections WHERE name = ?", (name,)).fetchone():
+                raise CollectionExists(f"collection {name!r} exists already")
+            (collection_id,) = db.execute(
+                "INSERT INTO collections (name, model_id, created_at) VALUES (?, ?, ?) RETURNING id",
+                (name, model_id, _now()),
+            ).fetchone()
+            self._record(db, int(collection_id), "collection", [None])
         return self.collection(name)
 
     def collection(self, name: str) -> Collection:
         """The collection of that name, or CollectionNotFound."""
-        row = (
-            self._connection()
-            .execute("SELECT id, name, model_id, created_at FROM collections WHERE name = ?", (name,))
-            .fetchone()
-        )
+        with self._read() as db:
+            row = db.execute(
+                "SELECT id, name, model_id, created_at FROM collections WHERE name = ?", (name,)
+            ).fetchone()
         if row is None:
             raise CollectionNotFound(f"no collection named {name!r}")
         return Collection(*row)
 
     def collections(self) -> list[Collection]:
         """Every collection, oldest first."""
-        rows = self._connection().execute(
-            "SELECT id, name, model_id, created_at FROM collections ORDER BY id"
-        )
+        with self._read() as db:
+            rows = db.execute("SELECT id, name, model_id, created_at FROM collections ORDER BY id").fetchall()
         return [Collection(*row) for row in rows]
 
     def rename_collections(self, renames: Mapping[str, str]) -> None:
@@ -300,13 +286,15 @@ class GalleryStore:
                 taken = db.execute("SELECT 1 FROM collections WHERE name = ?", (new,)).fetchone()
                 if taken and new not in renames:
                     raise CollectionExists(f"collection {new!r} exists already")
-            # Through names no collection can have (ids are unique), so that no two ever collide.
+            # Through names no collection can have (ids are unique; the API refuses control
+            # characters), so that no two ever collide.
             for collection_id in ids.values():
                 db.execute(
-                    "UPDATE collections SET name = ? WHERE id = ?", (f"\0{collection_id}", collection_id)
+                    "UPDATE collections SET name = ? WHERE id = ?", (f"\x01{collection_id}", collection_id)
                 )
             for old, new in renames.items():
                 db.execute("UPDATE collections SET name = ? WHERE id = ?", (new, ids[old]))
+                self._record(db, ids[old], "collection", [None])
 
     def delete_collection(self, name: str) -> list[int]:
         """Delete a collection with its subjects and faces; the ids of the deleted faces."""
@@ -314,8 +302,13 @@ class GalleryStore:
             row = db.execute("SELECT id FROM collections WHERE name = ?", (name,)).fetchone()
             if row is None:
                 raise CollectionNotFound(f"no collection named {name!r}")
-            face_ids = [r[0] for r in db.execute("SELECT id FROM faces WHERE collection_id = ?", row)]
-            db.execute("DELETE FROM collections WHERE id = ?", row)
+            collection_id = int(row[0])
+            face_ids = [
+                int(r[0])
+                for r in db.execute("SELECT id FROM faces WHERE collection_id = ?", (collection_id,))
+            ]
+            db.execute("DELETE FROM collections WHERE id = ?", (collection_id,))
+            self._record(db, collection_id, "collection", [None])
         return face_ids
 
     # Faces and subjects
@@ -359,60 +352,54 @@ class GalleryStore:
                              json.dumps(face.box) if face.box is not None else None, face.score,
                              face.image_sha256, now, face.cohort_mean, face.cohort_sd)
                         )  # fmt: skip
-            db.executemany(
-                "INSERT INTO faces (subject_id, collection_id, model_id, embedding, box, score, image_sha256,"
-                " created_at, cohort_mean, cohort_sd) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
-            (last,) = db.execute("SELECT last_insert_rowid()").fetchone()
-            # Inside one write transaction AUTOINCREMENT hands out consecutive ids, in insertion order.
-            first = int(last) - len(rows) + 1
+            new_ids = self._insert_faces(db, rows) if rows else []
             db.executemany(
                 "INSERT INTO face_thumbnails (face_id, jpeg) VALUES (?, ?)",
-                [(first + row, jpeg) for row, jpeg in enumerate(thumbnails) if jpeg is not None],
+                [(new_ids[row], jpeg) for row, jpeg in enumerate(thumbnails) if jpeg is not None],
             )
-        ids = [value if kind == "id" else first + value for kind, value in refs]
+            seq = self._record(db, collection.id, "add", new_ids) if new_ids else 0
+        ids = [value if kind == "id" else new_ids[value] for kind, value in refs]
         repeated = [kind != "row" for kind, _ in refs]
         added, position = [], 0
         for item in enrollments:
             end = position + len(item.faces)
             group = StoredIds(ids[position:end])
             group.repeated = tuple(repeated[position:end])
+            group.seq = seq
             added.append(group)
             position = end
         return added
 
-    def _stored_photos(
-        self, db: sqlite3.Connection, subject_ids: list[int]
-    ) -> dict[tuple[int, str | None], int]:
+    def _marks(self, count: int) -> str:
+        return ",".join("?" * count)
+
+    def _stored_photos(self, db: Db, subject_ids: list[int]) -> dict[tuple[int, str | None], int]:
         """(subject id, photo sha256) -> face id, for the faces these subjects have already."""
         found: dict[tuple[int, str | None], int] = {}
-        for start in range(0, len(subject_ids), 500):  # stay under SQLite's bound-parameter limit
-            chunk = subject_ids[start : start + 500]
+        for start in range(0, len(subject_ids), self.CHUNK):
+            chunk = subject_ids[start : start + self.CHUNK]
             rows = db.execute(
                 f"SELECT subject_id, image_sha256, MIN(id) FROM faces WHERE image_sha256 IS NOT NULL"
-                f" AND subject_id IN ({','.join('?' * len(chunk))}) GROUP BY subject_id, image_sha256",
+                f" AND subject_id IN ({self._marks(len(chunk))}) GROUP BY subject_id, image_sha256",
                 chunk,
-            )
+            ).fetchall()
             found.update(((int(r[0]), str(r[1])), int(r[2])) for r in rows)
         return found
 
-    def _subject_ids(
-        self, db: sqlite3.Connection, collection: Collection, external_ids: list[str]
-    ) -> dict[str, int]:
+    def _subject_ids(self, db: Db, collection: Collection, external_ids: list[str]) -> dict[str, int]:
         found: dict[str, int] = {}
         unique = list(dict.fromkeys(external_ids))
-        for start in range(0, len(unique), 500):  # stay under SQLite's bound-parameter limit
-            chunk = unique[start : start + 500]
-            marks = ",".join("?" * len(chunk))
+        for start in range(0, len(unique), self.CHUNK):
+            chunk = unique[start : start + self.CHUNK]
             rows = db.execute(
-                f"SELECT external_id, id FROM subjects WHERE collection_id = ? AND external_id IN ({marks})",
+                f"SELECT external_id, id FROM subjects WHERE collection_id = ? AND external_id IN"
+                f" ({self._marks(len(chunk))})",
                 [collection.id, *chunk],
-            )
+            ).fetchall()
             found.update((str(r[0]), int(r[1])) for r in rows)
         return found
 
-    def _subject_id(self, db: sqlite3.Connection, collection: Collection, external_id: str) -> int:
+    def _subject_id(self, db: Db, collection: Collection, external_id: str) -> int:
         row = db.execute(
             "SELECT id FROM subjects WHERE collection_id = ? AND external_id = ?",
             (collection.id, external_id),
@@ -425,8 +412,11 @@ class GalleryStore:
         """Delete a subject and its faces; the ids of the deleted faces."""
         with self._write() as db:
             subject_id = self._subject_id(db, collection, external_id)
-            face_ids = [r[0] for r in db.execute("SELECT id FROM faces WHERE subject_id = ?", (subject_id,))]
+            face_ids = [
+                int(r[0]) for r in db.execute("SELECT id FROM faces WHERE subject_id = ?", (subject_id,))
+            ]
             db.execute("DELETE FROM subjects WHERE id = ?", (subject_id,))
+            self._record(db, collection.id, "remove", face_ids)
         return face_ids
 
     def delete_face(self, collection: Collection, external_id: str, face_id: int) -> bool:
@@ -436,9 +426,10 @@ class GalleryStore:
             cursor = db.execute("DELETE FROM faces WHERE id = ? AND subject_id = ?", (face_id, subject_id))
             if cursor.rowcount == 0:
                 raise FaceNotFound(f"subject {external_id!r} has no face {face_id}")
+            self._record(db, collection.id, "remove", [face_id])
             return self._drop_if_empty(db, subject_id)
 
-    def _drop_if_empty(self, db: sqlite3.Connection, subject_id: int) -> bool:
+    def _drop_if_empty(self, db: Db, subject_id: int) -> bool:
         """A subject without faces could match nothing and only clutter listings: it goes."""
         if db.execute("SELECT 1 FROM faces WHERE subject_id = ? LIMIT 1", (subject_id,)).fetchone():
             return False
@@ -494,13 +485,13 @@ class GalleryStore:
 
     def thumbnail(self, collection: Collection, external_id: str, face_id: int) -> bytes:
         """The JPEG kept for one face of a subject; FaceNotFound, or ThumbnailNotStored when none was."""
-        db = self._connection()
-        subject_id = self._subject_id(db, collection, external_id)
-        row = db.execute(
-            "SELECT t.jpeg, f.id FROM faces f LEFT JOIN face_thumbnails t ON t.face_id = f.id"
-            " WHERE f.id = ? AND f.subject_id = ?",
-            (face_id, subject_id),
-        ).fetchone()
+        with self._read() as db:
+            subject_id = self._subject_id(db, collection, external_id)
+            row = db.execute(
+                "SELECT t.jpeg, f.id FROM faces f LEFT JOIN face_thumbnails t ON t.face_id = f.id"
+                " WHERE f.id = ? AND f.subject_id = ?",
+                (face_id, subject_id),
+            ).fetchone()
         if row is None:
             raise FaceNotFound(f"subject {external_id!r} has no face {face_id}")
         if row[0] is None:
@@ -511,57 +502,57 @@ class GalleryStore:
 
     def faces_without_thumbnails(self, collection: Collection) -> int:
         """How many faces of a collection were stored without a thumbnail."""
-        (count,) = (
-            self._connection()
-            .execute(
+        with self._read() as db:
+            (count,) = db.execute(
                 "SELECT COUNT(*) FROM faces f LEFT JOIN face_thumbnails t ON t.face_id = f.id"
                 " WHERE f.collection_id = ? AND t.face_id IS NULL",
                 (collection.id,),
-            )
-            .fetchone()
-        )
+            ).fetchone()
         return int(count)
 
     def faces(self, collection: Collection, external_id: str) -> list[FaceRecord]:
         """A subject's faces, oldest first, with where each came from."""
-        db = self._connection()
-        subject_id = self._subject_id(db, collection, external_id)
-        rows = db.execute(
-            "SELECT id, box, score, image_sha256, model_id, created_at FROM faces WHERE subject_id = ?"
-            " ORDER BY id",
-            (subject_id,),
-        )
+        with self._read() as db:
+            subject_id = self._subject_id(db, collection, external_id)
+            rows = db.execute(
+                "SELECT id, box, score, image_sha256, model_id, created_at FROM faces WHERE subject_id = ?"
+                " ORDER BY id",
+                (subject_id,),
+            ).fetchall()
         return [FaceRecord(r[0], _box(r[1]), r[2], r[3], r[4], r[5]) for r in rows]
 
     def subject(self, collection: Collection, external_id: str) -> Subject:
         """One subject with its face ids."""
-        db = self._connection()
-        row = db.execute(
-            "SELECT id, external_id, name, metadata, created_at FROM subjects"
-            " WHERE collection_id = ? AND external_id = ?",
-            (collection.id, external_id),
-        ).fetchone()
-        if row is None:
-            raise SubjectNotFound(f"no subject {external_id!r} in collection {collection.name!r}")
-        faces = tuple(
-            r[0] for r in db.execute("SELECT id FROM faces WHERE subject_id = ? ORDER BY id", (row[0],))
-        )
+        with self._read() as db:
+            row = db.execute(
+                "SELECT id, external_id, name, metadata, created_at FROM subjects"
+                " WHERE collection_id = ? AND external_id = ?",
+                (collection.id, external_id),
+            ).fetchone()
+            if row is None:
+                raise SubjectNotFound(f"no subject {external_id!r} in collection {collection.name!r}")
+            faces = tuple(
+                int(r[0])
+                for r in db.execute(
+                    "SELECT id FROM faces WHERE subject_id = ? ORDER BY id", (row[0],)
+                ).fetchall()
+            )
         return Subject(row[0], row[1], row[2], json.loads(row[3]), row[4], faces)
 
     def subjects(
         self, collection: Collection, offset: int = 0, limit: int = 100
     ) -> tuple[list[Subject], int]:
         """A page of subjects (oldest first) and the total count."""
-        db = self._connection()
-        total = db.execute(
-            "SELECT COUNT(*) FROM subjects WHERE collection_id = ?", (collection.id,)
-        ).fetchone()[0]
-        rows = db.execute(
-            "SELECT s.id, s.external_id, s.name, s.metadata, s.created_at, GROUP_CONCAT(f.id)"
-            " FROM subjects s LEFT JOIN faces f ON f.subject_id = s.id WHERE s.collection_id = ?"
-            " GROUP BY s.id ORDER BY s.id LIMIT ? OFFSET ?",
-            (collection.id, limit, offset),
-        ).fetchall()
+        with self._read() as db:
+            (total,) = db.execute(
+                "SELECT COUNT(*) FROM subjects WHERE collection_id = ?", (collection.id,)
+            ).fetchone()
+            rows = db.execute(
+                f"SELECT s.id, s.external_id, s.name, s.metadata, s.created_at, {self.FACE_ID_LIST}"
+                " FROM subjects s LEFT JOIN faces f ON f.subject_id = s.id WHERE s.collection_id = ?"
+                " GROUP BY s.id ORDER BY s.id LIMIT ? OFFSET ?",
+                (collection.id, limit, offset),
+            ).fetchall()
         page = [
             Subject(
                 r[0],
@@ -578,24 +569,27 @@ class GalleryStore:
     def owners(self, face_ids: Sequence[int]) -> dict[int, FaceOwner]:
         """face id -> its subject and cohort statistics, for the ids that exist."""
         found: dict[int, FaceOwner] = {}
-        for start in range(0, len(face_ids), 500):  # stay under SQLite's bound-parameter limit
-            chunk = [int(i) for i in face_ids[start : start + 500]]
-            rows = self._connection().execute(
-                f"SELECT f.id, s.external_id, s.name, f.cohort_mean, f.cohort_sd FROM faces f"
-                f" JOIN subjects s ON s.id = f.subject_id WHERE f.id IN ({','.join('?' * len(chunk))})",
-                chunk,
-            )
-            found.update((int(r[0]), FaceOwner(r[1], r[2], r[3], r[4])) for r in rows)
+        with self._read() as db:
+            for start in range(0, len(face_ids), self.CHUNK):
+                chunk = [int(i) for i in face_ids[start : start + self.CHUNK]]
+                rows = db.execute(
+                    f"SELECT f.id, s.external_id, s.name, f.cohort_mean, f.cohort_sd FROM faces f"
+                    f" JOIN subjects s ON s.id = f.subject_id WHERE f.id IN ({self._marks(len(chunk))})",
+                    chunk,
+                ).fetchall()
+                found.update((int(r[0]), FaceOwner(r[1], r[2], r[3], r[4])) for r in rows)
         return found
 
     def setting(self, key: str) -> str | None:
         """A value the gallery keeps about itself (such as the cohort its statistics belong to)."""
-        row = self._connection().execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+        with self._read() as db:
+            row = db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
 
     def faces_without_cohort_stats(self) -> int:
         """How many faces have no cohort statistics yet."""
-        (count,) = self._connection().execute("SELECT COUNT(*) FROM faces WHERE cohort_sd IS NULL").fetchone()
+        with self._read() as db:
+            (count,) = db.execute("SELECT COUNT(*) FROM faces WHERE cohort_sd IS NULL").fetchone()
         return int(count)
 
     def set_cohort_stats(
@@ -608,7 +602,7 @@ class GalleryStore:
             for ids, means, sds in stats:
                 db.executemany(
                     "UPDATE faces SET cohort_mean = ?, cohort_sd = ? WHERE id = ?",
-                    zip(means.tolist(), sds.tolist(), ids.tolist(), strict=True),
+                    list(zip(means.tolist(), sds.tolist(), ids.tolist(), strict=True)),
                 )
             db.execute(
                 "INSERT INTO settings (key, value) VALUES (?, ?)"
@@ -622,47 +616,64 @@ class GalleryStore:
         """Every face id and embedding of a collection, in id order (for rebuilding its index); or only
         those of faces without cohort statistics."""
         only = " AND cohort_sd IS NULL" if missing_cohort_stats else ""
-        rows = (
-            self._connection()
-            .execute(
+        with self._read() as db:
+            rows = db.execute(
                 f"SELECT id, embedding FROM faces WHERE collection_id = ?{only} ORDER BY id", (collection.id,)
-            )
-            .fetchall()
-        )
-        if not rows:
-            return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
-        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), -1)
-        return ids, vectors.astype(np.float32, copy=False)
+            ).fetchall()
+        return _vectors(rows)
+
+    def embeddings_of(self, face_ids: Sequence[int]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """The ids and embeddings of those faces that still exist, in id order."""
+        found = []
+        with self._read() as db:
+            for start in range(0, len(face_ids), self.CHUNK):
+                chunk = [int(i) for i in face_ids[start : start + self.CHUNK]]
+                found.extend(
+                    db.execute(
+                        f"SELECT id, embedding FROM faces WHERE id IN ({self._marks(len(chunk))})", chunk
+                    ).fetchall()
+                )
+        return _vectors(sorted(found))
 
     def subject_embeddings(self, collection: Collection, external_id: str) -> npt.NDArray[np.float32]:
         """The embeddings of one subject's faces."""
-        db = self._connection()
-        subject_id = self._subject_id(db, collection, external_id)
-        blobs = [
-            r[0]
-            for r in db.execute("SELECT embedding FROM faces WHERE subject_id = ? ORDER BY id", (subject_id,))
-        ]
+        with self._read() as db:
+            subject_id = self._subject_id(db, collection, external_id)
+            blobs = [
+                r[0]
+                for r in db.execute(
+                    "SELECT embedding FROM faces WHERE subject_id = ? ORDER BY id", (subject_id,)
+                ).fetchall()
+            ]
         if not blobs:
             return np.zeros((0, 0), np.float32)
         return np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), -1).astype(np.float32)
 
     def face_ids(self, collection: Collection) -> npt.NDArray[np.int64]:
         """Every face id of a collection, in id order."""
-        rows = (
-            self._connection()
-            .execute("SELECT id FROM faces WHERE collection_id = ? ORDER BY id", (collection.id,))
-            .fetchall()
-        )
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT id FROM faces WHERE collection_id = ? ORDER BY id", (collection.id,)
+            ).fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
     def model_ids(self) -> dict[str, set[str]]:
         """collection name -> the model ids its faces were embedded with."""
         found: dict[str, set[str]] = {}
-        rows = self._connection().execute(
-            "SELECT c.name, c.model_id FROM collections c UNION SELECT c.name, f.model_id"
-            " FROM faces f JOIN collections c ON c.id = f.collection_id"
-        )
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT c.name, c.model_id FROM collections c UNION SELECT c.name, f.model_id"
+                " FROM faces f JOIN collections c ON c.id = f.collection_id"
+            ).fetchall()
         for name, model_id in rows:
             found.setdefault(name, set()).add(model_id)
         return found
+
+
+def _vectors(rows: Sequence[Any]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """(id, embedding bytes) rows as an id array and a (n, d) float32 array."""
+    if not rows:
+        return np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    vectors = np.frombuffer(b"".join(bytes(r[1]) for r in rows), dtype="<f4").reshape(len(rows), -1)
+    return ids, vectors.astype(np.float32, copy=False)

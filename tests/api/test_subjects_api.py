@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.config import Settings
-from app.gallery.store import DATABASE_NAME
+from app.gallery.sqlite import DATABASE_NAME
 from app.main import create_app
 from tests.conftest import photo
 

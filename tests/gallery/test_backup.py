@@ -11,7 +11,8 @@ import pytest
 
 from app.gallery.backup import backup_gallery
 from app.gallery.gallery import Gallery
-from app.gallery.store import DATABASE_NAME, Enrollment, NewFace
+from app.gallery.sqlite import DATABASE_NAME
+from app.gallery.store import Enrollment, NewFace
 from tests.assets import REPO
 from tests.gallery.vectors import DIM, faces_of, identities
 

@@ -11,7 +11,8 @@ import pytest
 from app.decision.cohort import Cohort, snorm
 from app.gallery.errors import GalleryError
 from app.gallery.gallery import Gallery
-from app.gallery.store import _SCHEMA, DATABASE_NAME, SCHEMA_VERSION, Enrollment, GalleryStore, NewFace
+from app.gallery.sqlite import _SCHEMA, DATABASE_NAME, SCHEMA_VERSION, SQLiteStore
+from app.gallery.store import Enrollment, NewFace
 from tests.gallery.vectors import DIM, faces_of, identities
 
 MODEL = "model-a"
@@ -51,7 +52,7 @@ def test_an_older_gallery_file_is_migrated_and_its_faces_get_statistics(tmp_path
             " VALUES (1, 1, ?, ?, 'then')",
             (MODEL, vector.astype("<f4").tobytes()),
         )
-    GalleryStore(tmp_path).close()
+    SQLiteStore(tmp_path).close()
     with sqlite3.connect(tmp_path / DATABASE_NAME) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert _stored_stats(tmp_path) == {1: (None, None)}
@@ -67,11 +68,11 @@ def test_an_older_gallery_file_is_migrated_and_its_faces_get_statistics(tmp_path
 
 
 def test_a_newer_gallery_file_is_refused(tmp_path: Path) -> None:
-    GalleryStore(tmp_path).close()
+    SQLiteStore(tmp_path).close()
     with sqlite3.connect(tmp_path / DATABASE_NAME) as db:
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     with pytest.raises(GalleryError, match="newer than this service"):
-        GalleryStore(tmp_path)
+        SQLiteStore(tmp_path)
 
 
 def _enrolled(path: Path, cohort: Cohort, people: int, probed: int) -> tuple[Gallery, np.ndarray, np.ndarray]:

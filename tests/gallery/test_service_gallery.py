@@ -10,7 +10,8 @@ from fastapi.testclient import TestClient
 from app.config import Settings
 from app.gallery.errors import GalleryModelMismatch
 from app.gallery.gallery import Gallery
-from app.gallery.store import DATABASE_NAME, Enrollment, NewFace
+from app.gallery.sqlite import DATABASE_NAME
+from app.gallery.store import Enrollment, NewFace
 from app.main import create_app
 from tests.gallery.vectors import DIM, faces_of, identities
 

@@ -1,24 +1,36 @@
-"""The SQLite store: WAL, unique subjects per collection, cascading deletes, ids never reused."""
+"""The stores, SQLite and PostgreSQL alike: unique subjects per collection, cascading deletes, ids never
+reused, the changes feed; and what is SQLite's own (WAL, older files)."""
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from app.gallery.errors import CollectionExists, CollectionNotFound, FaceNotFound, SubjectNotFound
-from app.gallery.store import DATABASE_NAME, Enrollment, GalleryStore, NewFace
+from app.gallery.sqlite import DATABASE_NAME, SQLiteStore
+from app.gallery.store import Enrollment, GalleryStore, NewFace
 from tests.gallery.vectors import faces_of, identities
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> GalleryStore:
-    return GalleryStore(tmp_path)
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[GalleryStore]:
+    """Each store the gallery runs on: the embedded file, and a database on a real PostgreSQL server."""
+    if request.param == "sqlite":
+        opened: GalleryStore = SQLiteStore(tmp_path)
+    else:
+        from app.gallery.postgres import PostgresStore
+
+        opened = PostgresStore(request.getfixturevalue("postgres_url"))
+    yield opened
+    opened.close()
 
 
-def test_the_database_runs_in_wal_mode(store: GalleryStore, tmp_path: Path) -> None:
+def test_the_database_runs_in_wal_mode(tmp_path: Path) -> None:
+    SQLiteStore(tmp_path).close()
     mode = sqlite3.connect(tmp_path / DATABASE_NAME).execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
 
@@ -84,7 +96,7 @@ def test_a_failed_transaction_leaves_nothing_behind(store: GalleryStore) -> None
 
 
 def test_an_older_file_loses_the_subjects_its_deleted_faces_left_empty(tmp_path: Path) -> None:
-    store = GalleryStore(tmp_path)
+    store = SQLiteStore(tmp_path)
     collection = store.create_collection("staff", "model-a")
     store.enroll(collection, [Enrollment("kept", [NewFace(faces_of(identities(1))[0])])])
     store.close()
@@ -95,7 +107,26 @@ def test_an_older_file_loses_the_subjects_its_deleted_faces_left_empty(tmp_path:
             (collection.id,),
         )
         db.execute("PRAGMA user_version = 1")
-    reopened = GalleryStore(tmp_path)
+    reopened = SQLiteStore(tmp_path)
     assert [s.external_id for s in reopened.subjects(collection)[0]] == ["kept"]
     with pytest.raises(SubjectNotFound):
         reopened.subject(collection, "empty")
+
+
+def test_every_write_is_in_the_changes_feed_in_commit_order(store: GalleryStore) -> None:
+    collection = store.create_collection("c", "m")
+    vectors = faces_of(identities(3))
+    (first,) = store.enroll(collection, [Enrollment("ann", [NewFace(vectors[0]), NewFace(vectors[1])])])
+    (again,) = store.enroll(collection, [Enrollment("bo", [NewFace(vectors[2])])])
+    assert 0 < first.seq < again.seq == store.last_seq()
+    store.delete_face(collection, "ann", first[0])
+    store.delete_collection("c")
+    changes = store.changes_since(0)
+    assert [(c.op, c.face_id) for c in changes] == [
+        ("collection", None), ("add", first[0]), ("add", first[1]), ("add", again[0]),
+        ("remove", first[0]), ("collection", None),
+    ]  # fmt: skip
+    assert [c.seq for c in changes] == sorted(c.seq for c in changes)
+    assert store.changes_since(first.seq) == [c for c in changes if c.seq > first.seq]
+    assert store.prune_changes(again.seq) == 3 and store.pruned_before() == again.seq
+    assert store.changes_since(0)[0].seq == again.seq

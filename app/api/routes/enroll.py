@@ -108,4 +108,5 @@ async def enroll(
             )
         ],
         model_id=pipeline.model_id,
+        seq=face_ids.seq,
     )

@@ -9,6 +9,7 @@ import numpy as np
 from fastapi import APIRouter, File, Form, UploadFile
 
 from app.api.deps import (
+    AFTER_SEQ_HELP,
     FACE_CHOICE_HELP,
     EngineDep,
     FormCollection,
@@ -16,6 +17,7 @@ from app.api.deps import (
     MetricsDep,
     ServiceDep,
     SettingsDep,
+    ensure_seen,
     face_choice,
     read_image,
 )
@@ -65,6 +67,7 @@ async def identify(
         Literal["one", "all"],
         Form(description="all: also answer for every face of the photo (at most FV_MAX_IDENTIFY_FACES)"),
     ] = "one",
+    after_seq: Annotated[int | None, Form(ge=0, description=AFTER_SEQ_HELP)] = None,
 ) -> IdentifyResponse:
     """Rank the collection's subjects against the photo's chosen face (and, with faces=all, against
     each of its faces), by the model the collection is bound to; match at the stated FPIR."""
@@ -73,6 +76,7 @@ async def identify(
 
     def find() -> tuple[ServedModel, Score, FaceResult, list[Face], list[Ranking], float]:
         # One trip to the worker thread: SQLite and the index stay off the event loop.
+        ensure_seen(gallery, after_seq)
         served = service.models[gallery.collection(collection).model_id]  # 404 before any inference
         pipeline, decisions = served.pipeline, served.decisions
         score_kind = decisions.score_for(normalise, default=settings.score_normalisation)

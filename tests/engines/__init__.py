@@ -1,0 +1,1 @@
+"""Real database engines started from the project's own dependencies, for the storage tests."""
