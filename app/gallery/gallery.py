@@ -146,6 +146,7 @@ class Gallery:
         self._indexes: dict[int, VectorIndex] = {}
         self._lock = ReadWriteLock()
         self.applied_seq = 0  # the changes feed's number the indexes reflect
+        self._applied_here: set[int] = set()  # feed numbers of this process's own enrollments
         self.startup = self._open()
 
     @property
@@ -303,7 +304,9 @@ class Gallery:
             if not changes:
                 return self.applied_seq
             with self._lock.write():
-                for op, collection_id, face_ids in _runs(changes):
+                others = [c for c in changes if c.seq not in self._applied_here]
+                self._applied_here.difference_update(c.seq for c in changes)
+                for op, collection_id, face_ids in _runs(others):
                     self._apply(op, collection_id, face_ids)
                 self.applied_seq = max(self.applied_seq, changes[-1].seq)
 
@@ -450,6 +453,11 @@ class Gallery:
                 index.rebuild(*self.store.embeddings(collection))
             elif new:
                 index.add(np.fromiter(new, dtype=np.int64, count=len(new)), np.vstack(list(new.values())))
+            if new and self.store.shared:
+                # The feed numbers this transaction's changes consecutively (writes are serialised),
+                # ending at its seq: applied here already, the follower passes over them.
+                seq = added[0].seq
+                self._applied_here.update(range(seq - len(new) + 1, seq + 1))
             return added
 
     def _with_cohort_stats(
