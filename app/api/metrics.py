@@ -19,6 +19,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.gallery.errors import GalleryError
 from app.gallery.gallery import Gallery
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -41,6 +42,23 @@ class GalleryCollector(Collector):
         for collection, faces in self.gallery.collections():
             family.add_metric([collection.name], faces)
         yield family
+        if self.gallery.store.shared:
+            # How far this replica's indexes trail the shared store's changes feed.
+            applied = self.gallery.applied_seq
+            yield GaugeMetricFamily(
+                "faceverify_changes_applied",
+                "The shared store's changes feed number the indexes hold",
+                value=applied,
+            )
+            try:
+                behind = max(0, self.gallery.store.last_seq() - applied)
+            except GalleryError:
+                return  # the store is away: a scrape still answers, without this series
+            yield GaugeMetricFamily(
+                "faceverify_changes_behind",
+                "Changes of other replicas not yet in this replica's indexes",
+                value=behind,
+            )
 
 
 class Metrics:

@@ -44,6 +44,12 @@ def test_replicas_see_each_others_writes(
             files={"image": (obama2.name, obama2.read_bytes(), "image/jpeg")}, timeout=30,
         )  # fmt: skip
         assert beyond.status_code == 422 and beyond.json()["error"]["field"] == "after_seq"
+        metrics = httpx.get(f"{second}/metrics", timeout=30).text
+        applied = next(
+            line for line in metrics.splitlines() if line.startswith("faceverify_changes_applied ")
+        )
+        assert float(applied.split()[1]) >= seq
+        assert "faceverify_changes_behind 0.0" in metrics
 
         # A deletion through the second replica reaches the first by itself, within a poll or so.
         assert httpx.delete(f"{second}/subjects/obama", timeout=30).status_code == 200
