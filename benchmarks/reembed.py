@@ -32,7 +32,7 @@ from app.gallery.store import Enrollment, NewFace
 from app.local import LocalService
 from benchmarks.results_file import write_results
 from faceverify.reembed import reembed
-from tests.assets import LFW_DEV, devtest_people, lfw_photos
+from tests.assets import LFW_DEV, copy_models, devtest_people, lfw_photos
 from tests.onnx_models import dlib_plain_onnx
 from training.importer import ImportResult, import_embedder
 
@@ -42,11 +42,7 @@ CHECK_PHOTOS = 6
 
 def prepare_models(models: Path, work: Path) -> tuple[Path, ImportResult]:
     """A copy of the models folder with the stock network imported back through the `dlib` preset."""
-    folder = work / "models"
-    folder.mkdir()
-    for item in models.iterdir():
-        if item.is_file():
-            shutil.copy2(item, folder / item.name)
+    folder = copy_models(models, work / "models")
     check = work / "check"
     check.mkdir()
     photos = lfw_photos(limit=CHECK_PHOTOS)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -135,3 +136,12 @@ def devtest_people(limit: int, photos_each: int = 2) -> list[list[Path]]:
     )
     people = [sorted((images / name).glob("*.jpg")) for name in names]
     return [photos[:photos_each] for photos in people if len(photos) >= photos_each][:limit]
+
+
+def copy_models(models: Path, folder: Path) -> Path:
+    """A copy of a models folder's files (not its imported embedders) in a new folder, to import into."""
+    folder.mkdir(parents=True)
+    for item in models.iterdir():
+        if item.is_file():
+            shutil.copy2(item, folder / item.name)
+    return folder

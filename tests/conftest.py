@@ -14,7 +14,7 @@ import pytest
 from app.face.embedder import Embedder
 from app.face.manifest import Manifest, load_manifest
 from app.face.pipeline import FacePipeline
-from tests.assets import REPO, AssetUnavailable, lfw_photos, registry_photos
+from tests.assets import REPO, AssetUnavailable, copy_models, lfw_photos, registry_photos
 from tests.dlib_reference import cut_dlib_chips, dlib_models
 from tests.engines.fixtures import postgres_server, postgres_url  # noqa: F401  (fixtures for every suite)
 
@@ -100,11 +100,7 @@ def imported_models(
     from training.importer import import_embedder
 
     work = tmp_path_factory.mktemp("imported")
-    folder = work / "models"
-    folder.mkdir()
-    for item in models_dir.iterdir():
-        if item.is_file():
-            shutil.copy2(item, folder / item.name)
+    folder = copy_models(models_dir, work / "models")
     check = work / "check"
     check.mkdir()
     for name in ("obama.jpg", "biden.jpg", "obama2.jpg"):
