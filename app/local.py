@@ -11,10 +11,9 @@ from app.face.catalog import ModelCatalog
 from app.face.detector import MtcnnDetector
 from app.face.embedder import Embedder
 from app.face.pipeline import FacePipeline
-from app.gallery.gallery import EmbeddingSpace, Gallery
+from app.gallery.gallery import EmbeddingSpace
 from app.gallery.lock import DataDirLock
-from app.gallery.stores import open_store
-from app.main import check_calibration
+from app.main import check_calibration, open_gallery
 
 
 class LocalService:
@@ -39,15 +38,7 @@ class LocalService:
             self.detector = MtcnnDetector(
                 settings.models_dir, self.catalog.manifest, settings.detector_settings()
             )
-            self.gallery = Gallery(
-                settings.data_dir,
-                default.id,
-                spaces[default.id].dimension,
-                settings.index_settings(),
-                cohort=spaces[default.id].cohort,
-                other_models=spaces,
-                store=open_store(settings.data_dir, settings.database_url, settings.database_pool_size),
-            )
+            self.gallery = open_gallery(settings, default.id, spaces)
         except BaseException:
             self._stack.close()
             raise

@@ -52,6 +52,20 @@ def check_calibration(artifact: Artifact, settings: Settings) -> None:
         )
 
 
+def open_gallery(settings: Settings, default_model: str, spaces: dict[str, EmbeddingSpace]) -> Gallery:
+    """The gallery on the store the settings name, with a space per served model (the default one first
+    for new collections); refuses a gallery whose faces a model not served here embedded."""
+    return Gallery(
+        settings.data_dir,
+        default_model,
+        spaces[default_model].dimension,
+        settings.index_settings(),
+        cohort=spaces[default_model].cohort,
+        other_models=spaces,
+        store=open_store(settings.data_dir, settings.database_url, settings.database_pool_size),
+    )
+
+
 def create_app(settings: Settings | None = None, metrics: Metrics | None = None) -> FastAPI:
     """Build the app; models and gallery load when it starts, and a bad artifact stops the start.
     `metrics` is given by a server that also counts what its protocol refuses before the app."""
@@ -110,16 +124,7 @@ def create_app(settings: Settings | None = None, metrics: Metrics | None = None)
             spaces[model_id] = EmbeddingSpace(pipeline.embedder.embedding_size, cohort)
         models = ServedModels(served, engine.pipeline.model_id, ModelCatalog.load(settings.models_dir))
         default = models.default
-        # Refuses to open a gallery whose faces a model not served here embedded (GalleryModelMismatch).
-        gallery = Gallery(
-            settings.data_dir,
-            default.model_id,
-            spaces[default.model_id].dimension,
-            settings.index_settings(),
-            cohort=spaces[default.model_id].cohort,
-            other_models=spaces,
-            store=open_store(settings.data_dir, settings.database_url, settings.database_pool_size),
-        )
+        gallery = open_gallery(settings, default.model_id, spaces)  # GalleryModelMismatch
         service = Service(
             settings=settings,
             engine=engine,
