@@ -77,6 +77,11 @@ _MIGRATIONS = (
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
+_INSERT_FACE = (
+    "INSERT INTO faces (subject_id, collection_id, model_id, embedding, box, score, image_sha256, created_at,"
+    " cohort_mean, cohort_sd) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"
+)
+
 # Errors that mean the server is away (down, restarting, unreachable), not that the request was wrong.
 _AWAY = (psycopg.OperationalError, PoolTimeout)
 
@@ -95,6 +100,9 @@ class _Connection:
 
     def execute(self, sql: str, params: Any = (), /) -> Any:
         return self._connection.execute(_placeholders(sql), params or None)
+
+    def cursor(self) -> psycopg.Cursor[Any]:
+        return self._connection.cursor()
 
     def executemany(self, sql: str, rows: Iterable[Any], /) -> Any:
         rows = list(rows)
@@ -198,14 +206,18 @@ class PostgresStore(GalleryStore):
         return seq
 
     def _insert_faces(self, db: Db, rows: list[tuple[Any, ...]]) -> list[int]:
+        assert isinstance(db, _Connection)  # the only connection this store hands out
         ids = []
-        for row in rows:
-            (face_id,) = db.execute(
-                "INSERT INTO faces (subject_id, collection_id, model_id, embedding, box, score, image_sha256,"
-                " created_at, cohort_mean, cohort_sd) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                row,
-            ).fetchone()
-            ids.append(int(face_id))
+        # One pipelined round of inserts, each giving back its id, in the order of the rows.
+        with db.cursor() as cursor:
+            cursor.executemany(_placeholders(_INSERT_FACE), rows, returning=True)
+            while True:
+                row = cursor.fetchone()
+                if row is None:
+                    raise StoreUnavailable("PostgreSQL returned no id for an inserted face")
+                ids.append(int(row[0]))
+                if not cursor.nextset():
+                    break
         return ids
 
     shared = True
