@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.api.engine import EngineSettings
@@ -15,6 +15,7 @@ from app.face.detector import DetectorSettings
 from app.face.image import DEFAULT_DETECTION_SIDE, DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DecodeLimits
 from app.face.pipeline import PipelineSettings
 from app.gallery.index import IndexSettings
+from app.gallery.milvus import MilvusSettings
 
 
 class Settings(BaseSettings):
@@ -81,6 +82,24 @@ class Settings(BaseSettings):
     index_storage: Literal["float32", "float16", "int8"] = "float32"
     index_nprobe: int = 48
     index_use_gpu: bool = True
+    # Where the vectors live: FAISS in each process (default), or a Milvus server every replica shares
+    # (the `milvus` extra), for collections larger than one machine's memory.
+    vector_index: Literal["faiss", "milvus"] = "faiss"
+    milvus_uri: str | None = None  # http://host:19530, or http://host:19530/database
+    milvus_token: str | None = None  # "user:password", or an API key
+    # Names faceverify's Milvus collections take: one prefix per gallery sharing a server.
+    milvus_prefix: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,100}$")] = "faceverify"
+    milvus_consistency: Literal["auto", "strong", "bounded"] = "auto"
+    milvus_index_type: Literal["HNSW", "FLAT"] = "HNSW"
+    milvus_ef: Annotated[int, Field(ge=1, le=16_384)] = 128
+    milvus_timeout_s: Annotated[float, Field(gt=0.0, le=600.0)] = 10.0
+    milvus_graceful_s: Annotated[float, Field(ge=0.0, le=600.0)] = 5.0  # the server's common.gracefulTime
+
+    @model_validator(mode="after")
+    def _milvus_has_a_server(self) -> Settings:
+        if self.vector_index == "milvus" and not self.milvus_uri:
+            raise ValueError("FV_VECTOR_INDEX=milvus needs FV_MILVUS_URI (http://host:19530)")
+        return self
 
     def pipeline_settings(self) -> PipelineSettings:
         """The face pipeline's policy from these settings."""
@@ -116,6 +135,19 @@ class Settings(BaseSettings):
             storage=self.index_storage,
             nprobe=self.index_nprobe,
             use_gpu=self.index_use_gpu,
+        )
+
+    def milvus_settings(self) -> MilvusSettings:
+        """The Milvus server's settings (for FV_VECTOR_INDEX=milvus)."""
+        return MilvusSettings(
+            uri=self.milvus_uri or "",
+            token=self.milvus_token,
+            prefix=self.milvus_prefix,
+            consistency=self.milvus_consistency,
+            index_type=self.milvus_index_type,
+            ef=self.milvus_ef,
+            timeout_s=self.milvus_timeout_s,
+            graceful_s=self.milvus_graceful_s,
         )
 
     def detector_settings(self) -> DetectorSettings:

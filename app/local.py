@@ -42,7 +42,7 @@ class LocalService:
         except BaseException:
             self._stack.close()
             raise
-        self._stack.callback(self.gallery.store.close)
+        self._stack.callback(self.gallery.close)
         self._stack.callback(self.gallery.save_snapshots)
         self._pipelines: dict[str, FacePipeline] = {}
 

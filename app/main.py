@@ -31,7 +31,7 @@ from app.face.runtime import available_providers, configure_threads
 from app.gallery.gallery import EmbeddingSpace, Gallery
 from app.gallery.index import gpu_count
 from app.gallery.lock import DataDirLock
-from app.gallery.stores import open_store
+from app.gallery.stores import open_indexes, open_store
 from app.gallery.sync import ChangeFollower
 
 log = logging.getLogger("faceverify")
@@ -63,7 +63,15 @@ def open_gallery(settings: Settings, default_model: str, spaces: dict[str, Embed
         cohort=spaces[default_model].cohort,
         other_models=spaces,
         store=open_store(settings.data_dir, settings.database_url, settings.database_pool_size),
+        indexes=open_indexes(settings.vector_index, settings.index_settings(), settings.milvus_settings()),
     )
+
+
+def _index_device(settings: Settings) -> str:
+    """Where searches run: "gpu" or "cpu" (FAISS in this process), or "milvus"."""
+    if settings.vector_index == "milvus":
+        return "milvus"
+    return "gpu" if settings.index_use_gpu and gpu_count() else "cpu"
 
 
 def create_app(settings: Settings | None = None, metrics: Metrics | None = None) -> FastAPI:
@@ -99,7 +107,7 @@ def create_app(settings: Settings | None = None, metrics: Metrics | None = None)
         app.state.service = service
         metrics.watch(lambda: engine.pending, service.gallery)
         follower = None
-        if service.gallery.store.shared:  # replicas: follow the others' writes into the indexes
+        if service.gallery.follows:  # replicas: follow the others' writes into the indexes
             store = service.gallery.store
             follower = ChangeFollower(service.gallery, store.listener(), settings.sync_poll_s).start()
         try:
@@ -110,7 +118,7 @@ def create_app(settings: Settings | None = None, metrics: Metrics | None = None)
                 follower.close()
             engine.close()
             service.gallery.save_snapshots()  # lets the next start skip rebuilding the indexes
-            service.gallery.store.close()
+            service.gallery.close()
 
     def _start(engine: ServingEngine) -> Service:
         served, spaces = {}, {}
@@ -132,7 +140,7 @@ def create_app(settings: Settings | None = None, metrics: Metrics | None = None)
             models=models,
             keys=KeyRing(settings.api_keys),
             metrics=metrics,
-            index_device="gpu" if settings.index_use_gpu and gpu_count() else "cpu",
+            index_device=_index_device(settings),
         )
         _log_start(service)
         return service
@@ -182,7 +190,11 @@ def _log_start(service: Service) -> None:
             and "CUDAExecutionProvider" not in embedder.providers
         ):
             log.warning("onnxruntime offers CUDA but the embedder runs on the CPU: is a GPU visible here?")
-    log.info("gallery in %s, faiss index search on the %s", settings.data_dir, service.index_device)
+    if service.index_device == "milvus":
+        where = service.gallery.store.where
+        log.info("gallery in %s, vectors in %s", where, service.gallery.indexes.where)
+    else:
+        log.info("gallery in %s, faiss index search on the %s", settings.data_dir, service.index_device)
     default = decisions.verify()
     log.info(
         "verify at FAR %g (%s threshold %.4f); identify holds FPIR %g on %s scores",

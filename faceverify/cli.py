@@ -128,6 +128,42 @@ def _gallery_backup(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gallery_rebuild_index(args: argparse.Namespace) -> int:
+    from app.config import Settings
+    from app.gallery.errors import GalleryError
+    from app.gallery.milvus import MilvusEngine
+    from app.gallery.reindex import rebuild
+    from app.gallery.stores import open_store
+
+    settings = Settings(**({"data_dir": args.data_dir} if args.data_dir is not None else {}))
+    if settings.vector_index != "milvus":
+        print("error: FV_VECTOR_INDEX is not milvus: FAISS indexes rebuild at each start", file=sys.stderr)
+        return 1
+
+    def progress(name: str, faces: int) -> None:
+        print(f"{name!r}: {faces:,} faces written", file=sys.stderr, flush=True)
+
+    try:
+        store = open_store(settings.data_dir, settings.database_url, settings.database_pool_size)
+        try:
+            engine = MilvusEngine(settings.milvus_settings())
+            try:
+                report = rebuild(store, engine, args.collection, progress)
+            finally:
+                engine.close()
+        finally:
+            store.close()
+    except GalleryError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(
+        f"rebuilt {len(report.faces)} collections, {sum(report.faces.values()):,} faces, "
+        f"{report.replayed} changes applied after the switch"
+        + (f"; dropped {', '.join(report.dropped)}" if report.dropped else "")
+    )
+    return 0
+
+
 def _client(args: argparse.Namespace) -> ServiceClient:
     from faceverify.client import ServiceClient
 
@@ -225,7 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--models", type=Path, default=None, help="models folder (default: FV_MODELS_DIR)")
     listing.add_argument("--json", action="store_true", help="print them as JSON, as GET /ready does")
     listing.set_defaults(handler=_models_list)
-    gallery = sub.add_parser("gallery", help="back up the identity gallery, or move it to another model")
+    gallery = sub.add_parser(
+        "gallery", help="back up the identity gallery, move it to another model, rebuild its Milvus index"
+    )
     gallery_sub = gallery.add_subparsers(dest="gallery_command", required=True)
     backup = gallery_sub.add_parser("backup", help="a consistent copy of the gallery, safe while serving")
     backup.add_argument("--out", type=Path, required=True, help="the backup file to write (must not exist)")
@@ -251,6 +289,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     move.add_argument("--models", type=Path, default=None, help="models folder (default: FV_MODELS_DIR)")
     move.set_defaults(handler=_gallery_reembed)
+    reindex = gallery_sub.add_parser(
+        "rebuild-index",
+        help="write the Milvus index again from the store (FV_VECTOR_INDEX=milvus), while serving",
+    )
+    reindex.add_argument(
+        "--collection", action="append", default=None, help="only this collection (repeatable; default: all)"
+    )
+    reindex.add_argument(
+        "--data-dir", type=Path, default=None, help="data folder (default: FV_DATA_DIR), for a SQLite store"
+    )
+    reindex.set_defaults(handler=_gallery_rebuild_index)
     enroll = sub.add_parser(
         "enroll", help="enroll a folder of people (one subfolder of photos each, named by subject id)"
     )

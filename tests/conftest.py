@@ -17,6 +17,7 @@ from app.face.pipeline import FacePipeline
 from tests.assets import REPO, AssetUnavailable, copy_models, lfw_photos, registry_photos
 from tests.dlib_reference import cut_dlib_chips, dlib_models
 from tests.engines.fixtures import postgres_server, postgres_url  # noqa: F401  (fixtures for every suite)
+from tests.engines.milvus_fixtures import milvus_server, milvus_uri  # noqa: F401
 
 MODELS_DIR = Path(os.environ.get("FV_MODELS_DIR", REPO / "models"))
 

@@ -82,6 +82,7 @@ _STATUS: list[tuple[type[Exception], int]] = [
     (gallery.MetadataTooLarge, 422),
     (gallery.InsufficientStorage, 507),
     (gallery.StoreUnavailable, 503),
+    (gallery.IndexUnavailable, 503),
     (gallery.CollectionExists, 409),
     (gallery.GalleryModelMismatch, 409),
     (gallery.InvalidEmbedding, 422),

@@ -81,7 +81,7 @@ class Service:
     models: ServedModels
     keys: KeyRing
     metrics: Metrics
-    index_device: str  # where faiss searches: "gpu" or "cpu"
+    index_device: str  # where searches run: "gpu" or "cpu" (faiss here), or "milvus"
 
     @property
     def pipeline(self) -> FacePipeline:

@@ -84,3 +84,9 @@ class InvalidEmbedding(GalleryError):
     """A vector of the wrong size, not finite, or not of unit length."""
 
     code = "invalid_embedding"
+
+
+class IndexUnavailable(GalleryError):
+    """The vector search server (Milvus) cannot be reached or failed; the store still holds the truth."""
+
+    code = "index_unavailable"

@@ -9,7 +9,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -19,11 +19,12 @@ from app.gallery.errors import (
     CollectionExists,
     CollectionNotFound,
     GalleryModelMismatch,
+    IndexUnavailable,
     InvalidEmbedding,
     ModelNotServed,
     SubjectHasNoFaces,
 )
-from app.gallery.index import FaissIndex, IndexSettings, VectorIndex
+from app.gallery.index import FaissIndexes, IndexMaker, IndexSettings, SharedIndex, VectorIndex
 from app.gallery.sqlite import SQLiteStore
 from app.gallery.store import Change, Collection, Enrollment, FaceRecord, GalleryStore, StoredIds, Subject
 
@@ -95,6 +96,7 @@ class Ranking:
 # Normalised scores can reorder the nearest faces: rank at least this many raw neighbours.
 _MIN_DEPTH = 32
 _STATS_CHUNK = 10_000
+_REPAIR_CHUNK = 20_000
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,7 @@ class Gallery:
         cohort: Cohort | None = None,
         other_models: Mapping[str, EmbeddingSpace] | None = None,
         store: GalleryStore | None = None,
+        indexes: IndexMaker | None = None,
     ) -> None:
         self.model_id = model_id
         self.spaces: dict[str, EmbeddingSpace] = {
@@ -143,10 +146,16 @@ class Gallery:
         self.index_settings = index_settings or IndexSettings()
         self.store: GalleryStore = store or SQLiteStore(data_dir)
         self.snapshots = data_dir / SNAPSHOT_DIR
+        self.indexes: IndexMaker = indexes or FaissIndexes(self.index_settings)
         self._indexes: dict[int, VectorIndex] = {}
         self._lock = ReadWriteLock()
         self.applied_seq = 0  # the changes feed's number the indexes reflect
+        # Whether something follows the feed: other replicas' writes, or a shared index's retries.
+        self.follows = self.store.shared or self.indexes.shared
         self._applied_here: set[int] = set()  # feed numbers of this process's own enrollments
+        # Faces a shared index server failed to take or drop after the store committed: retried.
+        self._unindexed: dict[int, set[int]] = {}
+        self._undeleted: dict[int, set[int]] = {}
         self.startup = self._open()
 
     @property
@@ -159,8 +168,8 @@ class Gallery:
         """The default model's cohort."""
         return self.spaces[self.model_id].cohort
 
-    def _new_index(self, model_id: str) -> VectorIndex:
-        return FaissIndex(self.spaces[model_id].dimension, self.index_settings)
+    def _new_index(self, collection: Collection) -> VectorIndex:
+        return self.indexes.new(collection.id, self.spaces[collection.model_id].dimension)
 
     def space(self, model_id: str) -> EmbeddingSpace:
         """The vectors of a served model (ModelNotServed for another)."""
@@ -245,12 +254,37 @@ class Gallery:
 
     def _loaded_index(self, collection: Collection) -> tuple[VectorIndex, bool]:
         """A collection's index from its snapshot where that matches the store, else from the store;
-        and whether the snapshot was taken."""
-        index = self._new_index(collection.model_id)
+        and whether the snapshot was taken. A shared index is checked against the store instead."""
+        index = self._new_index(collection)
+        if index.shared:
+            return index, self._attach(cast(SharedIndex, index), collection)
         if index.load(self._snapshot_path(collection), self.store.face_ids(collection)):
             return index, True
         index.rebuild(*self.store.embeddings(collection))
         return index, False
+
+    def _attach(self, index: SharedIndex, collection: Collection) -> bool:
+        """Make the server hold what the store holds: write the faces it lacks (an index write that
+        failed after its commit) and delete those the store no longer has; whether they matched."""
+        index.check_dimension()
+        ids = self.store.face_ids(collection)
+        if index.server_count() == len(ids):
+            index.reset(ids)
+            return True
+        on_server = index.held_by_server()
+        # Read after the server's: a face is committed before it is written there, so one the server
+        # has beyond these was deleted since.
+        ids = self.store.face_ids(collection)
+        missing, extra = np.setdiff1d(ids, on_server), np.setdiff1d(on_server, ids)
+        for start in range(0, len(missing), _REPAIR_CHUNK):
+            index.add(*self.store.embeddings_of(missing[start : start + _REPAIR_CHUNK].tolist()))
+        index.remove(extra)
+        index.reset(ids)
+        log.warning(
+            "the index server held %d faces of collection %r, the store %d: wrote %d, deleted %d",
+            len(on_server), collection.name, len(ids), len(missing), len(extra),
+        )  # fmt: skip
+        return False
 
     def _ensure_default(self) -> None:
         """The default collection always exists (created empty at start and after it is deleted)."""
@@ -261,7 +295,14 @@ class Gallery:
                 collection = self.store.create_collection(DEFAULT_COLLECTION, self.model_id)
             except CollectionExists:  # another replica made it meanwhile: the feed brings its index
                 return
-            self._indexes[collection.id] = self._new_index(self.model_id)
+            self._indexes[collection.id] = self._new_index(collection)
+
+    def close(self) -> None:
+        """Close the store and the index server's connection."""
+        try:
+            self.store.close()
+        finally:
+            self.indexes.close()
 
     def save_snapshots(self) -> None:
         """Write every collection's index, so the next start need not rebuild it; a snapshot that cannot
@@ -295,7 +336,9 @@ class Gallery:
     def catch_up(self, limit: int = 10_000) -> int:
         """Apply the store's changes after those the indexes reflect (the writes of other replicas;
         this one's own are applied as they are made, and applying one twice does no harm); the
-        feed's number the indexes reflect now."""
+        feed's number the indexes reflect now. A shared index's failed writes are retried first."""
+        if self._unindexed or self._undeleted:
+            self._retry_shared_writes()
         while True:
             if self.store.pruned_before() > self.applied_seq + 1:
                 self._reload()  # fell behind what the feed keeps: start again from the faces
@@ -310,6 +353,19 @@ class Gallery:
                     self._apply(op, collection_id, face_ids)
                 self.applied_seq = max(self.applied_seq, changes[-1].seq)
 
+    def _retry_shared_writes(self) -> None:
+        """Write again what a shared index server failed to take or drop (IndexUnavailable again if not)."""
+        with self._lock.write():
+            for pending, write in ((self._undeleted, False), (self._unindexed, True)):
+                for collection_id, face_ids in list(pending.items()):
+                    index = self._indexes.get(collection_id)
+                    if index is not None:
+                        if write:  # faces deleted since are not written
+                            index.add(*self.store.embeddings_of(sorted(face_ids)))
+                        else:
+                            index.remove(np.array(sorted(face_ids), dtype=np.int64))
+                    del pending[collection_id]
+
     def _apply(self, op: str, collection_id: int, face_ids: list[int]) -> None:
         if op == "collection":
             self._sync_collections()
@@ -321,6 +377,10 @@ class Gallery:
             if index is None:
                 return
         ids = np.array(face_ids, dtype=np.int64)
+        if index.shared:  # the replica that made the change wrote the server
+            none = np.zeros(0, np.int64)
+            cast(SharedIndex, index).track(ids if op == "add" else none, ids if op != "add" else none)
+            return
         index.remove(ids)  # an add applied before (by this replica's own write) is not held twice
         if op != "add":
             return
@@ -372,7 +432,7 @@ class Gallery:
         self.space(model_id)
         with self._lock.write():
             collection = self.store.create_collection(name, model_id)
-            self._indexes[collection.id] = self._new_index(model_id)
+            self._indexes[collection.id] = self._new_index(collection)
             return collection
 
     def rename_collections(self, renames: Mapping[str, str]) -> None:
@@ -392,7 +452,12 @@ class Gallery:
         with self._lock.write():
             collection = self.store.collection(name)
             face_ids = self.store.delete_collection(name)
-            self._indexes.pop(collection.id, None)
+            index = self._indexes.pop(collection.id, None)
+            if index is not None and index.shared:
+                try:
+                    cast(SharedIndex, index).drop()
+                except IndexUnavailable as error:  # left on the server: `rebuild-index` removes it
+                    log.warning("the vectors of collection %r stay on the index server: %s", name, error)
             for suffix in (".faiss", ".json"):
                 self._snapshot_path(collection).with_suffix(suffix).unlink(missing_ok=True)
             if name == DEFAULT_COLLECTION:
@@ -436,7 +501,7 @@ class Gallery:
                 if not create:
                     raise
                 collection = self.store.create_collection(collection_name, model_id)
-                self._indexes[collection.id] = self._new_index(model_id)
+                self._indexes[collection.id] = self._new_index(collection)
             if collection.model_id != model_id:
                 raise GalleryModelMismatch(
                     f"collection {collection.name!r} holds {collection.model_id} embeddings, not {model_id}"
@@ -444,21 +509,57 @@ class Gallery:
             added = self.store.enroll(collection, enrollments)  # committed: from here it is never lost
             # Only faces stored now: a repeated photo (or one sent twice) is in the index already.
             new: dict[int, npt.NDArray[np.float32]] = {}
+            repeated_ids: list[int] = []
             for group, item in zip(added, enrollments, strict=True):
                 for face_id, face, repeated in zip(group, item.faces, group.repeated, strict=True):
                     if not repeated:
                         new[face_id] = face.embedding
-            index = self._indexes[collection.id]
-            if index.needs_rebuild(len(new)):
-                index.rebuild(*self.store.embeddings(collection))
-            elif new:
-                index.add(np.fromiter(new, dtype=np.int64, count=len(new)), np.vstack(list(new.values())))
-            if new and self.store.shared:
+                    else:
+                        repeated_ids.append(face_id)
+            if new and self.follows:
                 # The feed numbers this transaction's changes consecutively (writes are serialised),
                 # ending at its seq: applied here already, the follower passes over them.
                 seq = added[0].seq
                 self._applied_here.update(range(seq - len(new) + 1, seq + 1))
+            index = self._indexes[collection.id]
+            new_ids = np.fromiter(new, dtype=np.int64, count=len(new))
+            if index.shared:
+                self._write_shared(cast(SharedIndex, index), collection, new_ids, new, repeated_ids)
+            elif index.needs_rebuild(len(new)):
+                index.rebuild(*self.store.embeddings(collection))
+            elif new:
+                index.add(new_ids, np.vstack(list(new.values())))
             return added
+
+    def _write_shared(
+        self,
+        index: SharedIndex,
+        collection: Collection,
+        new_ids: npt.NDArray[np.int64],
+        new: Mapping[int, npt.NDArray[np.float32]],
+        repeated_ids: list[int],
+    ) -> None:
+        """Write an enrollment's faces to a shared index server, the repeated ones too: a retry after a
+        failed write (its faces committed, not yet searchable) completes it. Where the server fails,
+        the faces are counted, kept to write again, and the enrollment answered IndexUnavailable."""
+        ids, vectors = new_ids, np.vstack(list(new.values())) if new else np.zeros((0, 0), np.float32)
+        if repeated_ids:
+            old_ids, old_vectors = self.store.embeddings_of(repeated_ids)
+            ids = np.concatenate([new_ids, old_ids])
+            vectors = np.vstack([v for v in (vectors, old_vectors) if v.size])
+        if not len(ids):
+            return
+        try:
+            index.add(ids, vectors)
+        except IndexUnavailable:
+            index.track(ids, np.zeros(0, np.int64))
+            self._unindexed.setdefault(collection.id, set()).update(ids.tolist())
+            raise
+        pending = self._unindexed.get(collection.id)
+        if pending:
+            pending.difference_update(ids.tolist())
+            if not pending:
+                del self._unindexed[collection.id]
 
     def _with_cohort_stats(
         self, enrollments: Sequence[Enrollment], cohort: Cohort | None
@@ -564,7 +665,7 @@ class Gallery:
         with self._lock.write():
             collection = self.store.collection(collection_name)
             face_ids = self.store.delete_subject(collection, subject_id)
-            self._indexes[collection.id].remove(np.array(face_ids, dtype=np.int64))
+            self._remove(collection, face_ids)
             return face_ids
 
     def delete_face(self, collection_name: str, subject_id: str, face_id: int) -> bool:
@@ -573,8 +674,20 @@ class Gallery:
         with self._lock.write():
             collection = self.store.collection(collection_name)
             subject_deleted = self.store.delete_face(collection, subject_id, face_id)
-            self._indexes[collection.id].remove(np.array([face_id], dtype=np.int64))
+            self._remove(collection, [face_id])
             return subject_deleted
+
+    def _remove(self, collection: Collection, face_ids: list[int]) -> None:
+        """Take deleted faces out of the index. The store committed the delete, so a shared server's
+        failure is not the caller's: the faces are dropped again later (searches pass over them now,
+        having no owner)."""
+        index = self._indexes[collection.id]
+        try:
+            index.remove(np.array(face_ids, dtype=np.int64))
+        except IndexUnavailable as error:
+            cast(SharedIndex, index).track(np.zeros(0, np.int64), np.array(face_ids, dtype=np.int64))
+            self._undeleted.setdefault(collection.id, set()).update(face_ids)
+            log.warning("%d deleted faces stay on the index server for now: %s", len(face_ids), error)
 
     def move_face(self, collection_name: str, subject_id: str, face_id: int, to_subject_id: str) -> bool:
         """Give a face to another subject (the index is untouched: owners are read from SQLite at each

@@ -25,7 +25,11 @@ def ids_checksum(ids: IdArray) -> str:
 
 
 class VectorIndex(Protocol):
-    """What the gallery needs from a vector index; a distributed engine can stand in for FAISS."""
+    """What the gallery needs from a vector index; a distributed engine can stand in for FAISS.
+
+    A `shared` index lives in a server that every replica writes to (see SharedIndex)."""
+
+    shared: bool
 
     def add(self, ids: IdArray, vectors: VectorArray) -> None: ...
     def remove(self, ids: IdArray) -> None: ...
@@ -36,6 +40,28 @@ class VectorIndex(Protocol):
     def save(self, path: Path) -> None: ...
     def load(self, path: Path, expected_ids: IdArray) -> bool: ...
     def __len__(self) -> int: ...
+
+
+class SharedIndex(VectorIndex, Protocol):
+    """An index on a server every replica shares: the writer writes it; followers only `track` the
+    feed's changes, and a start checks the server against the store."""
+
+    def track(self, added: IdArray, removed: IdArray) -> None: ...
+    def reset(self, ids: IdArray) -> None: ...
+    def server_count(self) -> int: ...
+    def held_by_server(self) -> IdArray: ...
+    def check_dimension(self) -> None: ...
+    def drop(self) -> None: ...
+
+
+class IndexMaker(Protocol):
+    """Makes each collection's index: FAISS in this process, or a server's."""
+
+    shared: bool
+    where: str  # for messages
+
+    def new(self, collection_id: int, dimension: int) -> VectorIndex: ...
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -60,12 +86,31 @@ _IVF_GROWTH = 4
 _QUANTISERS = {"float16": faiss.ScalarQuantizer.QT_fp16, "int8": faiss.ScalarQuantizer.QT_8bit}
 
 
+class FaissIndexes:
+    """A FAISS index in this process for each collection."""
+
+    shared = False
+    where = "this process"
+
+    def __init__(self, settings: IndexSettings | None = None) -> None:
+        self.settings = settings or IndexSettings()
+
+    def new(self, collection_id: int, dimension: int) -> FaissIndex:
+        """An empty index for one collection."""
+        return FaissIndex(dimension, self.settings)
+
+    def close(self) -> None:
+        """Nothing to close: the indexes live in this process."""
+
+
 class FaissIndex:
     """One collection's vectors in FAISS on the CPU, keyed by face id.
 
     Small collections use an exact flat index; past exact_limit the index is rebuilt as IVF over
     sqrt-sized cells (recall is set by nprobe). Both support removal by id.
     """
+
+    shared = False
 
     def __init__(self, dimension: int, settings: IndexSettings | None = None) -> None:
         self.dimension = dimension

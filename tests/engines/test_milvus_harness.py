@@ -1,7 +1,6 @@
 """The Milvus harness on a real standalone server: exact search, deletes, consistency, crashes, restarts.
 
-The fixtures come from tests.engines.milvus_fixtures, named here: a conftest that imports them as well would
-make a second session server. The timings measured go to the terminal, one `milvus:` line each.
+The timings measured go to the terminal, one `milvus:` line each.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.engines import milvus_fixtures
 from tests.engines.milvus import (
     DEFAULT_PORTS,
     LOOPBACK,
@@ -30,10 +28,6 @@ from tests.engines.milvus import (
 )
 
 pymilvus = pytest.importorskip("pymilvus", reason="pymilvus (the `milvus` extra) talks to Milvus")
-
-# pytest finds fixtures among a module's names.
-milvus_server = milvus_fixtures.milvus_server
-milvus_uri = milvus_fixtures.milvus_uri
 
 DIM = 128
 COUNT = 1000
