@@ -271,7 +271,7 @@ class Gallery:
         if index.server_count() == len(ids):
             index.reset(ids)
             return True
-        on_server = index.held_by_server()
+        on_server = index.held_by_server(int(ids.max(initial=0)))
         # Read after the server's: a face is committed before it is written there, so one the server
         # has beyond these was deleted since.
         ids = self.store.face_ids(collection)
@@ -610,7 +610,7 @@ class Gallery:
         with self._lock.read():
             index = self._indexes.get(collection.id)
             searched = len(index) if index is not None else 0
-            if index is None or searched == 0:
+            if index is None or (searched == 0 and not index.shared):
                 return [Ranking([], 0) for _ in probes]
             # Several faces may belong to one subject, and normalising may reorder the nearest:
             # look deeper than top_k, then merge by subject.

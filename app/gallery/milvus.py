@@ -31,7 +31,7 @@ T = TypeVar("T")
 
 _ID, _VECTOR = "id", "vector"
 _UPSERT_ROWS = 2_000  # rows per upsert call: well inside gRPC's message limit at 512 floats a row
-_ITERATOR_BATCH = 16_384  # the most a Milvus query returns at once
+_ID_SPAN = 1 << 18  # face ids one query lists (a few MB of answer)
 _MAX_TOP_K = 16_384
 _REBUILD_CHUNK = 20_000  # rows a rebuild writes within one timeout
 
@@ -289,7 +289,9 @@ class MilvusIndex:
     def search(self, queries: VectorArray, k: int) -> tuple[VectorArray, IdArray]:
         """For each query, the k best (inner product, face id); missing places hold id -1."""
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dimension)
-        depth = min(k, len(self._held), _MAX_TOP_K)
+        # Not bounded by the ids held here: the server may hold another replica's faces this one has
+        # not heard of yet.
+        depth = min(k, _MAX_TOP_K)
         scores = np.zeros((len(queries), max(depth, 0)), np.float32)
         ids = np.full((len(queries), max(depth, 0)), -1, np.int64)
         if depth <= 0 or not len(queries) or not self._present():
@@ -312,27 +314,26 @@ class MilvusIndex:
                 scores[row, place] = float(hit["distance"])
         return scores, ids
 
-    def held_by_server(self) -> IdArray:
-        """Every face id the server holds for the collection, read strongly."""
+    def held_by_server(self, highest: int = 0) -> IdArray:
+        """Every face id the server holds for the collection, read strongly, in spans of ids up to
+        `highest` (the store's largest) and one for all above it. (Milvus 2.3's query iterator reads at
+        its client's own last write, not strongly.)"""
         if self.engine.target(self.alias) is None:
             return np.zeros(0, np.int64)
-        client, found = self.engine.client, list[int]()
-
-        def read_all() -> None:
-            cursor = client.query_iterator(
-                self.alias,
-                batch_size=_ITERATOR_BATCH,
-                filter="",
-                output_fields=[_ID],
-                consistency_level="Strong",
+        spans = [f"id >= {low} and id < {low + _ID_SPAN}" for low in range(0, highest + 1, _ID_SPAN)]
+        spans.append(f"id >= {len(spans) * _ID_SPAN}")
+        found: list[int] = []
+        for span in spans:
+            rows = self.engine.call(
+                partial(
+                    self.engine.client.query,
+                    self.alias,
+                    filter=span,
+                    output_fields=[_ID],
+                    consistency_level="Strong",
+                )
             )
-            try:
-                while batch := cursor.next():
-                    found.extend(int(row[_ID]) for row in batch)
-            finally:
-                cursor.close()
-
-        self.engine.call(read_all)
+            found.extend(int(row[_ID]) for row in rows)
         return np.array(found, dtype=np.int64)
 
     def server_count(self) -> int:
