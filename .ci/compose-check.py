@@ -18,12 +18,16 @@ from pathlib import Path
 SCALE_VARIABLES = ("FACEVERIFY_REPLICAS", "FACEVERIFY_PORT", "FACEVERIFY_TAG", "POSTGRES_PASSWORD")
 
 
-def services(compose: str, folder: Path, *files: str, env: dict[str, str] | None = None) -> dict:
-    """Every service of the merged, validated configuration, as docker compose resolves it; `env`:
-    the scale stack's variables, set as given, the others unset."""
+def configuration(
+    compose: str, folder: Path, *files: str, env: dict[str, str] | None = None, profiles: tuple[str, ...] = ()
+) -> dict:
+    """The merged, validated configuration, as docker compose resolves it; `env`: the scale stack's
+    variables, set as given, the others unset; `profiles`: those enabled."""
     command = [compose, "--project-directory", str(folder)]
     for name in files:
         command += ["-f", str(folder / name)]
+    for profile in profiles:
+        command += ["--profile", profile]
     environment = dict(os.environ)
     if env is not None:
         environment = {k: v for k, v in environment.items() if k not in SCALE_VARIABLES} | env
@@ -32,7 +36,12 @@ def services(compose: str, folder: Path, *files: str, env: dict[str, str] | None
     )
     if done.returncode != 0:
         sys.exit(f"docker compose config failed for {', '.join(files)}:\n{done.stderr}")
-    return json.loads(done.stdout)["services"]
+    return json.loads(done.stdout)
+
+
+def services(compose: str, folder: Path, *files: str, env: dict[str, str] | None = None) -> dict:
+    """Every service of the merged, validated configuration (see configuration)."""
+    return configuration(compose, folder, *files, env=env)["services"]
 
 
 def resolved(compose: str, folder: Path, *files: str) -> dict:
@@ -146,6 +155,63 @@ def check_scale(compose: str, folder: Path) -> None:
     assert devices == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}], devices
     assert gpu["deploy"]["replicas"] == 2, gpu["deploy"]
     print(f"{SCALE} + {SCALE_GPU}: valid; GPU image, a GPU reservation for each replica")
+
+    check_scale_milvus(compose, folder)
+
+
+MILVUS_SERVICES = ("milvus-etcd", "milvus-minio", "milvus")
+
+
+def check_scale_milvus(compose: str, folder: Path) -> None:
+    """--profile milvus: Milvus standalone with etcd and MinIO, on an internal network but for Milvus,
+    which the replicas reach once the env file's Milvus lines are uncommented."""
+    plain = services(compose, folder, SCALE, env={})
+    dependency = plain["faceverify"]["depends_on"]["milvus"]
+    assert dependency.get("condition") == "service_healthy" and dependency.get("required") is False, (
+        f"the replicas wait for Milvus only where it runs: {dependency}"
+    )
+
+    # The operator's step: the env file's Milvus lines uncommented.
+    env_file = folder / "faceverify-scale.env"
+    original = env_file.read_text()
+    lines = [re.sub(r"^# (FV_VECTOR_INDEX|FV_MILVUS_URI)=", r"\1=", line) for line in original.splitlines()]
+    env_file.write_text("\n".join(lines) + "\n")
+    try:
+        config = configuration(compose, folder, SCALE, env={}, profiles=("milvus",))
+    finally:
+        env_file.write_text(original)
+    stack = config["services"]
+    assert set(stack) == {"postgres", "faceverify", "nginx", *MILVUS_SERVICES}, sorted(stack)
+    for name in MILVUS_SERVICES:
+        service = stack[name]
+        assert re.fullmatch(r"[\w./-]+:(v|RELEASE\.)[\w.-]*\d[\w.-]*", service["image"]), (
+            f"{name} must be pinned to a release: {service['image']}"
+        )
+        assert not service.get("ports"), f"{name} must publish no port"
+        assert service.get("healthcheck", {}).get("test"), f"{name} needs a health check"
+        assert any(v["type"] == "volume" and v.get("source") for v in service["volumes"]), (
+            f"{name} needs a named volume"
+        )
+        assert service["restart"] == "unless-stopped", service.get("restart")
+    assert stack["milvus"]["image"] == "milvusdb/milvus:v2.3.5", "the Milvus version the tests run"
+    for name in ("milvus-etcd", "milvus-minio"):
+        assert set(stack[name]["networks"]) == {"milvus-backend"}, f"{name}: {stack[name]['networks']}"
+    assert set(stack["milvus"]["networks"]) == {"default", "milvus-backend"}, stack["milvus"]["networks"]
+    assert config["networks"]["milvus-backend"].get("internal") is True, config["networks"]
+    environment = stack["milvus"]["environment"]
+    assert environment["ETCD_ENDPOINTS"] == "milvus-etcd:2379", environment
+    assert environment["MINIO_ADDRESS"] == "milvus-minio:9000", environment
+    for name in MILVUS_SERVICES[:2]:
+        healthy_dependency(stack["milvus"], name)
+    replicas = stack["faceverify"]
+    assert replicas["environment"].get("FV_VECTOR_INDEX") == "milvus", replicas["environment"]
+    assert replicas["environment"].get("FV_MILVUS_URI") == "http://milvus:19530", replicas["environment"]
+    healthy_dependency(replicas, "milvus")
+    print(
+        f"{SCALE} --profile milvus: valid; Milvus 2.3.5 standalone, etcd and MinIO (pinned, named volumes, "
+        "health, no ports, etcd and MinIO on an internal network); the replicas wait for it and, with the "
+        "env file's lines uncommented, search it"
+    )
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ import onnxruntime
 
 import app.main  # noqa: F401  (the whole service imports)
 import app.gallery.postgres  # noqa: F401  (the shared store, FV_DATABASE_URL: psycopg and its pool)
+import pymilvus  # noqa: F401  (the shared index, FV_VECTOR_INDEX=milvus)
 
 providers = onnxruntime.get_available_providers()
 if sys.argv[1] == "gpu":
