@@ -65,3 +65,8 @@ def write_results(name: str, figures: dict[str, Any]) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(record, indent=2) + "\n")
     return path
+
+
+def measured() -> dict[str, str]:
+    """When and at which commit figures are being taken now (for a record that keeps older sections)."""
+    return {"date": datetime.now(UTC).isoformat(timespec="seconds"), "commit": _commit()}

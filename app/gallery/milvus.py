@@ -234,8 +234,10 @@ class MilvusIndex:
             raise ValueError(f"expected ({len(ids)}, {self.dimension}) vectors, got {vectors.shape}")
         return np.ascontiguousarray(ids, dtype=np.int64), vectors
 
-    def write(self, name: str, ids: IdArray, vectors: VectorArray) -> None:
-        """Upsert vectors into one Milvus collection (or alias), all within the settings' timeout."""
+    def write(self, name: str, ids: IdArray, vectors: VectorArray, fresh: bool = False) -> None:
+        """Upsert vectors into one Milvus collection (or alias), all within the settings' timeout; into a
+        `fresh` one (a new generation, no id in it twice) a plain insert does, without upsert's deletes."""
+        method = self.engine.client.insert if fresh else self.engine.client.upsert
         deadline = time.monotonic() + self.engine.settings.timeout_s
         for start in range(0, len(ids), _UPSERT_ROWS):
             chunk = slice(start, start + _UPSERT_ROWS)
@@ -249,7 +251,7 @@ class MilvusIndex:
                     f"{self.engine.where} took longer than "
                     f"{self.engine.settings.timeout_s:g} s to take {len(ids)} vectors"
                 )
-            self.engine.call(partial(self.engine.client.upsert, name, rows, timeout=left))
+            self.engine.call(partial(method, name, rows, timeout=left))
 
     def add(self, ids: IdArray, vectors: VectorArray) -> None:
         """Write vectors under their face ids (one held already is replaced: writing twice is harmless)."""
@@ -357,7 +359,7 @@ class MilvusIndex:
             # A rebuild may take many vectors: each chunk gets the timeout, not the whole.
             for start in range(0, len(ids), _REBUILD_CHUNK):
                 chunk = slice(start, start + _REBUILD_CHUNK)
-                self.write(name, ids[chunk], vectors[chunk])
+                self.write(name, ids[chunk], vectors[chunk], fresh=True)
             self.engine.call(lambda: self.engine.client.flush(name))
             self.engine.point(self.alias, name)
         except BaseException:
