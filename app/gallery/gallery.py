@@ -267,15 +267,15 @@ class Gallery:
         """Make the server hold what the store holds: write the faces it lacks (an index write that
         failed after its commit) and delete those the store no longer has; whether they matched."""
         index.check_dimension()
-        ids = self.store.face_ids(collection)
-        if index.server_count() == len(ids):
-            index.reset(ids)
-            return True
-        on_server = index.held_by_server(int(ids.max(initial=0)))
-        # Read after the server's: a face is committed before it is written there, so one the server
-        # has beyond these was deleted since.
+        # The ids, not their counts: one failed write and one failed delete leave the counts equal.
+        # The server's first: a face is committed before it is written there, so one the server has
+        # beyond the store's (read after) was deleted since.
+        on_server = index.held_by_server(self.store.highest_face_id())
         ids = self.store.face_ids(collection)
         missing, extra = np.setdiff1d(ids, on_server), np.setdiff1d(on_server, ids)
+        if not len(missing) and not len(extra):
+            index.reset(ids)
+            return True
         for start in range(0, len(missing), _REPAIR_CHUNK):
             index.add(*self.store.embeddings_of(missing[start : start + _REPAIR_CHUNK].tolist()))
         index.remove(extra)
@@ -336,9 +336,7 @@ class Gallery:
     def catch_up(self, limit: int = 10_000) -> int:
         """Apply the store's changes after those the indexes reflect (the writes of other replicas;
         this one's own are applied as they are made, and applying one twice does no harm); the
-        feed's number the indexes reflect now. A shared index's failed writes are retried first."""
-        if self._unindexed or self._undeleted:
-            self._retry_shared_writes()
+        feed's number the indexes reflect now."""
         while True:
             if self.store.pruned_before() > self.applied_seq + 1:
                 self._reload()  # fell behind what the feed keeps: start again from the faces
@@ -353,18 +351,27 @@ class Gallery:
                     self._apply(op, collection_id, face_ids)
                 self.applied_seq = max(self.applied_seq, changes[-1].seq)
 
-    def _retry_shared_writes(self) -> None:
-        """Write again what a shared index server failed to take or drop (IndexUnavailable again if not)."""
+    def retry_index_writes(self) -> bool:
+        """Write again what a shared index server failed to take or drop after the store committed
+        (the follower's loop calls this); whether nothing is left to write."""
+        if not (self._unindexed or self._undeleted):
+            return True
         with self._lock.write():
-            for pending, write in ((self._undeleted, False), (self._unindexed, True)):
-                for collection_id, face_ids in list(pending.items()):
-                    index = self._indexes.get(collection_id)
-                    if index is not None:
-                        if write:  # faces deleted since are not written
-                            index.add(*self.store.embeddings_of(sorted(face_ids)))
-                        else:
-                            index.remove(np.array(sorted(face_ids), dtype=np.int64))
-                    del pending[collection_id]
+            try:
+                for pending, write in ((self._undeleted, False), (self._unindexed, True)):
+                    for collection_id, face_ids in list(pending.items()):
+                        index = self._indexes.get(collection_id)
+                        if index is not None:
+                            if write:  # faces deleted since are not written
+                                index.add(*self.store.embeddings_of(sorted(face_ids)))
+                            else:
+                                index.remove(np.array(sorted(face_ids), dtype=np.int64))
+                        del pending[collection_id]
+            except IndexUnavailable as error:
+                log.debug("index writes still pending: %s", error)
+                return False
+        log.info("the index server took the writes it had failed")
+        return True
 
     def _apply(self, op: str, collection_id: int, face_ids: list[int]) -> None:
         if op == "collection":
@@ -396,18 +403,27 @@ class Gallery:
     def _sync_collections(self) -> None:
         """Indexes for the collections the store has now: new ones loaded, deleted ones dropped."""
         current = {c.id: c for c in self.store.collections()}
+        # Loaded in full before any is put in place: a failure leaves the indexes as they were.
+        loaded = {
+            collection_id: self._loaded_index(collection)[0]
+            for collection_id, collection in current.items()
+            if collection_id not in self._indexes and collection.model_id in self.spaces
+        }
         for collection_id in set(self._indexes) - set(current):
             del self._indexes[collection_id]
-        for collection_id, collection in current.items():
-            if collection_id not in self._indexes and collection.model_id in self.spaces:
-                self._indexes[collection_id] = self._loaded_index(collection)[0]
+        self._indexes.update(loaded)
 
     def _reload(self) -> None:
         """Every index from the store again."""
         with self._lock.write():
             seq = self.store.last_seq()
+            current = self._indexes
             self._indexes = {}
-            self._sync_collections()
+            try:
+                self._sync_collections()
+            except BaseException:
+                self._indexes = current  # as they were, to be reloaded at the next try
+                raise
             self.applied_seq = seq
         log.warning("the changes feed no longer holds what this replica missed: indexes reloaded")
 
@@ -516,11 +532,6 @@ class Gallery:
                         new[face_id] = face.embedding
                     else:
                         repeated_ids.append(face_id)
-            if new and self.follows:
-                # The feed numbers this transaction's changes consecutively (writes are serialised),
-                # ending at its seq: applied here already, the follower passes over them.
-                seq = added[0].seq
-                self._applied_here.update(range(seq - len(new) + 1, seq + 1))
             index = self._indexes[collection.id]
             new_ids = np.fromiter(new, dtype=np.int64, count=len(new))
             if index.shared:
@@ -529,6 +540,11 @@ class Gallery:
                 index.rebuild(*self.store.embeddings(collection))
             elif new:
                 index.add(new_ids, np.vstack(list(new.values())))
+            if new and self.follows:
+                # The feed numbers this transaction's changes consecutively (writes are serialised),
+                # ending at its seq: applied here already, the follower passes over them.
+                seq = added[0].seq
+                self._applied_here.update(range(seq - len(new) + 1, seq + 1))
             return added
 
     def _write_shared(
@@ -542,11 +558,13 @@ class Gallery:
         """Write an enrollment's faces to a shared index server, the repeated ones too: a retry after a
         failed write (its faces committed, not yet searchable) completes it. Where the server fails,
         the faces are counted, kept to write again, and the enrollment answered IndexUnavailable."""
-        ids, vectors = new_ids, np.vstack(list(new.values())) if new else np.zeros((0, 0), np.float32)
-        if repeated_ids:
+        dimension = index.dimension
+        ids = new_ids
+        vectors = np.vstack(list(new.values())) if new else np.zeros((0, dimension), np.float32)
+        if repeated_ids:  # faces deleted meanwhile are not found, and not written
             old_ids, old_vectors = self.store.embeddings_of(repeated_ids)
             ids = np.concatenate([new_ids, old_ids])
-            vectors = np.vstack([v for v in (vectors, old_vectors) if v.size])
+            vectors = np.vstack([vectors, old_vectors.reshape(len(old_ids), dimension)])
         if not len(ids):
             return
         try:

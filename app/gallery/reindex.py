@@ -9,13 +9,13 @@ no longer has, are dropped.
 from __future__ import annotations
 
 import logging
-import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from app.gallery.milvus import MilvusEngine, MilvusIndex
+from app.gallery.milvus import MilvusEngine
 from app.gallery.store import Collection, GalleryStore
 
 log = logging.getLogger("faceverify.reindex")
@@ -32,55 +32,75 @@ class RebuildReport:
     dropped: list[str] = field(default_factory=list)
 
 
-def rebuild_collection(store: GalleryStore, engine: MilvusEngine, collection: Collection) -> tuple[int, int]:
-    """Write one collection's faces into a new generation and switch to it; (faces, changes replayed)."""
+def rebuild_collection(
+    store: GalleryStore, engine: MilvusEngine, collection: Collection
+) -> tuple[int, int, list[str]]:
+    """Write one collection's faces into a new generation and switch to it; (faces, changes replayed,
+    the generations dropped: the one replaced, and any an earlier rebuild left half-written)."""
+    alias = engine.alias(collection.id)
     seq = store.last_seq()  # before the faces are read: whatever commits later is replayed
     ids, vectors = store.embeddings(collection)
-    if not len(ids):
-        engine.drop_alias(engine.alias(collection.id))  # made again by the first enrollment
-        return 0, 0
-    index = engine.new(collection.id, vectors.shape[1])
-    index.rebuild(ids, vectors)
-    return len(ids), _replay(store, index, collection.id, seq)
+    if len(ids):
+        dimension = vectors.shape[1]
+    elif engine.target(alias) is not None:
+        dimension = engine.dimension_of(alias)  # emptied: an empty generation keeps the alias valid
+    else:
+        return 0, 0, []  # nothing on the server, nothing in the store
+    index = engine.new(collection.id, dimension)
+    dropped = index.drop_unused_generations()  # what an earlier rebuild left half-written
+    replaced = engine.target(alias)
+    name = index.fill(ids, vectors.reshape(len(ids), dimension))
+    try:
+        # Writes meanwhile went to the old generation: into the new one before the switch, so that
+        # searches never miss them, and once more after it for those that came in between.
+        before, seq = _replay(store, engine, name, collection.id, seq)
+        index.use(name)
+    except BaseException:
+        engine.drop(name)
+        raise
+    after, _ = _replay(store, engine, alias, collection.id, seq)
+    return len(ids), before + after, dropped + ([replaced] if replaced else [])
 
 
-def _replay(store: GalleryStore, index: MilvusIndex, collection_id: int, seq: int) -> int:
-    """Apply the collection's changes after `seq` to the index (idempotent: an add writes the face's
-    stored vector, or nothing if it is gone; a removal deletes); how many were applied."""
+def _replay(
+    store: GalleryStore, engine: MilvusEngine, name: str, collection_id: int, seq: int
+) -> tuple[int, int]:
+    """Apply the collection's changes after `seq` to a generation or alias (idempotent: an add writes the
+    face's stored vector, or nothing if it is gone; a removal deletes); (changes applied, last seq)."""
     applied = 0
     while changes := store.changes_since(seq, _REPLAY_BATCH):
         seq = changes[-1].seq
         mine = [c for c in changes if c.collection_id == collection_id and c.face_id is not None]
         added = [c.face_id for c in mine if c.op == "add" and c.face_id is not None]
         removed = [c.face_id for c in mine if c.op == "remove" and c.face_id is not None]
-        if removed:
-            index.remove(np.array(removed, dtype=np.int64))
+        engine.delete(name, np.array(removed, dtype=np.int64))
         if added:
             found, vectors = store.embeddings_of(added)
             if len(found):
-                index.add(found, vectors)
+                engine.upsert(name, found, vectors, time.monotonic() + engine.settings.timeout_s)
         applied += len(mine)
-    return applied
+    return applied, seq
 
 
 def drop_stale_generations(store: GalleryStore, engine: MilvusEngine) -> list[str]:
-    """Drop Milvus collections of this prefix that no alias names: generations a rebuild replaced or
-    left half-written, and those of deleted collections; the names dropped."""
+    """Drop generations of this prefix no collection uses: those of deleted collections, and of live
+    ones those older than the one in use (a rebuild replaced them); the names dropped."""
+    names = engine.names()  # before the store: a collection made after this has no generation listed
     live = {c.id for c in store.collections()}
-    pattern = re.compile(rf"^{re.escape(engine.settings.prefix)}_(\d+)_g(\d+)$")
-    targets = {collection_id: engine.target(engine.alias(collection_id)) for collection_id in live}
+    targets: dict[int, str | None] = {}
     dropped = []
-    for name in engine.names():
-        match = pattern.match(name)
-        if match is None:
+    for name in names:
+        parsed = engine.parse(name)
+        if parsed is None:
             continue
-        collection_id, made = int(match[1]), int(match[2])
-        target = targets.get(collection_id)
+        collection_id, made = parsed
         if collection_id in live:
-            # A collection's first generation exists briefly before its alias; and only a generation
-            # older than the one in use can be one a rebuild replaced.
-            current = pattern.match(target) if target else None
-            if target is None or name == target or current is None or made > int(current[2]):
+            if collection_id not in targets:
+                targets[collection_id] = engine.target(engine.alias(collection_id))
+            target = targets[collection_id]
+            current = engine.parse(target) if target else None
+            # A first generation exists briefly before its alias, and a newer one may be a rebuild's.
+            if current is None or name == target or made > current[1]:
                 continue
         else:
             engine.drop_alias(engine.alias(collection_id))
@@ -100,11 +120,12 @@ def rebuild(
     report = RebuildReport()
     chosen = [store.collection(name) for name in names] if names else store.collections()
     for collection in chosen:
-        faces, replayed = rebuild_collection(store, engine, collection)
+        faces, replayed, dropped = rebuild_collection(store, engine, collection)
         report.faces[collection.name] = faces
         report.replayed += replayed
+        report.dropped += dropped
         if progress is not None:
             progress(collection.name, faces)
     if not names:
-        report.dropped = drop_stale_generations(store, engine)
+        report.dropped += drop_stale_generations(store, engine)
     return report

@@ -657,6 +657,12 @@ class GalleryStore(ABC):
             ).fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
+    def highest_face_id(self) -> int:
+        """The largest face id in use (0 with none)."""
+        with self._read() as db:
+            (highest,) = db.execute("SELECT COALESCE(MAX(id), 0) FROM faces").fetchone()
+        return int(highest)
+
     def model_ids(self) -> dict[str, set[str]]:
         """collection name -> the model ids its faces were embedded with."""
         found: dict[str, set[str]] = {}

@@ -36,6 +36,7 @@ class ChangeFollower:
         while not self._stop.is_set():
             try:
                 self.gallery.catch_up()
+                self.gallery.retry_index_writes()  # a shared index server's failed writes, if any
             except GalleryError as error:
                 if self.failing_since is None:
                     self.failing_since = time.monotonic()

@@ -1,19 +1,22 @@
 """Two `faceverify serve` replicas on one PostgreSQL database with their vectors in one real Milvus server
 (FV_VECTOR_INDEX=milvus): an enrollment through one is identified through the other at once, a deletion
-through the other is gone from the first's answers at once, and `faceverify gallery rebuild-index` runs
-while they serve."""
+through the other is gone from the first's answers at once, `faceverify gallery rebuild-index` runs
+while they serve, and while Milvus is down the answers are a clean 503 and the enrollment it refused is
+finished once it is back."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import photo
+from tests.engines.milvus import MilvusServer
 from tests.server import REPO, running_server
 
 pytest.importorskip("pymilvus", reason="pymilvus (the `milvus` extra) talks to Milvus")
@@ -26,13 +29,19 @@ def _post(url: str, route: str, image: Path, **fields: object) -> httpx.Response
 
 
 def test_replicas_share_one_milvus_server(
-    models_dir: Path, photos: list[Path], postgres_url: str, milvus_uri: str, tmp_path: Path
+    models_dir: Path,
+    photos: list[Path],
+    postgres_url: str,
+    milvus_uri: str,
+    milvus_server: MilvusServer,
+    tmp_path: Path,
 ) -> None:
     shared = {
         "FV_DATABASE_URL": postgres_url,
         "FV_VECTOR_INDEX": "milvus",
         "FV_MILVUS_URI": milvus_uri,
         "FV_MILVUS_CONSISTENCY": "strong",
+        "FV_MILVUS_TIMEOUT_S": "5",
     }
     obama, obama2, biden = (photo(photos, name) for name in ("obama.jpg", "obama2.jpg", "biden.jpg"))
     with (
@@ -65,3 +74,25 @@ def test_replicas_share_one_milvus_server(
         # never answered.
         answer = _post(first, "identify", obama2).json()
         assert "obama" not in [c["subject_id"] for c in answer["candidates"]]
+
+        milvus_server.kill()
+        try:
+            refused = _post(first, "enroll", obama, subject_id="obama-again")
+            assert refused.status_code == 503, refused.text
+            assert refused.json()["error"]["code"] == "index_unavailable"
+            searched = _post(second, "identify", biden)
+            assert searched.status_code == 503 and searched.json()["error"]["code"] == "index_unavailable"
+        finally:
+            milvus_server.start()
+        # Stored though refused: sent again once Milvus is back, it is found repeated and made searchable.
+        deadline = time.monotonic() + 120
+        while (again := _post(first, "enroll", obama, subject_id="obama-again")).status_code != 201:
+            assert again.status_code == 503, again.text
+            assert time.monotonic() < deadline, (
+                "Milvus did not take the enrollment within 120 s of its restart"
+            )
+            time.sleep(1)
+        while (found := _post(second, "identify", obama2)).status_code != 200:
+            assert time.monotonic() < deadline, found.text
+            time.sleep(1)
+        assert found.json()["candidates"][0]["subject_id"] == "obama-again"
