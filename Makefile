@@ -53,6 +53,7 @@ bench: models
 	$(BIN)/python -m benchmarks.uploads
 	$(BIN)/python -m benchmarks.attacks
 	$(BIN)/python -m benchmarks.load
+	$(BIN)/python -m benchmarks.scale
 	$(BIN)/python -m benchmarks.training
 
 clean:
