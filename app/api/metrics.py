@@ -42,6 +42,12 @@ class GalleryCollector(Collector):
         for collection, faces in self.gallery.collections():
             family.add_metric([collection.name], faces)
         yield family
+        if self.gallery.indexes.shared:
+            yield GaugeMetricFamily(
+                "faceverify_index_writes_pending",
+                "Faces stored but not yet written to (or dropped from) the shared index server",
+                value=self.gallery.index_writes_pending(),
+            )
         if self.gallery.store.shared:
             # How far this replica's indexes trail the shared store's changes feed.
             applied = self.gallery.applied_seq

@@ -373,6 +373,11 @@ class Gallery:
         log.info("the index server took the writes it had failed")
         return True
 
+    def index_writes_pending(self) -> int:
+        """Faces the shared index server has yet to take or drop (after it failed to)."""
+        # Copies taken at once (the follower may change them meanwhile).
+        return sum(len(ids) for ids in [*self._unindexed.values(), *self._undeleted.values()])
+
     def _apply(self, op: str, collection_id: int, face_ids: list[int]) -> None:
         if op == "collection":
             self._sync_collections()

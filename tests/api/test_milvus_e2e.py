@@ -82,6 +82,8 @@ def test_replicas_share_one_milvus_server(
             assert refused.json()["error"]["code"] == "index_unavailable"
             searched = _post(second, "identify", biden)
             assert searched.status_code == 503 and searched.json()["error"]["code"] == "index_unavailable"
+            metrics = httpx.get(f"{first}/metrics", timeout=30).text
+            assert "faceverify_index_writes_pending 1.0" in metrics
         finally:
             milvus_server.start()
         # Stored though refused: sent again once Milvus is back, it is found repeated and made searchable.
