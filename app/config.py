@@ -91,7 +91,7 @@ class Settings(BaseSettings):
     milvus_prefix: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,100}$")] = "faceverify"
     milvus_consistency: Literal["auto", "strong", "bounded"] = "auto"
     milvus_index_type: Literal["HNSW", "FLAT"] = "HNSW"
-    milvus_ef: Annotated[int, Field(ge=1, le=16_384)] = 256
+    milvus_ef: Annotated[int, Field(ge=1, le=16_384)] = 512
     milvus_timeout_s: Annotated[float, Field(gt=0.0, le=600.0)] = 10.0
     milvus_graceful_s: Annotated[float, Field(ge=0.0, le=600.0)] = 5.0  # the server's common.gracefulTime
 

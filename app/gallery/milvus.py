@@ -52,9 +52,9 @@ class MilvusSettings:
     index_type: IndexType = "HNSW"
     hnsw_m: int = 16
     hnsw_ef_construction: int = 200
-    # HNSW's search breadth: recall against time (at 1M faces, 128 found the nearest for 94% of probes,
-    # 256 for 99.3%, at 0.25 ms more; benchmarks/results/scale.json)
-    ef: int = 256
+    # HNSW's search breadth: recall against time. At 1M random faces 128 found the nearest for 94% of
+    # probes, 256 for 99.3%, 512 for all, at 1.6 ms more than 128 (benchmarks/results/scale.json).
+    ef: int = 512
     timeout_s: float = 10.0  # a call that takes longer fails; an index write, the whole of it
     # The server's common.gracefulTime: a bounded search sees every write older than this.
     graceful_s: float = 5.0
