@@ -33,6 +33,7 @@ from app.gallery.index import gpu_count
 from app.gallery.lock import DataDirLock
 from app.gallery.stores import open_indexes, open_store
 from app.gallery.sync import ChangeFollower
+from app.ui import install_ui
 
 log = logging.getLogger("faceverify")
 
@@ -154,6 +155,7 @@ def create_app(settings: Settings | None = None, metrics: Metrics | None = None)
         redoc_url=None,
     )
     install_docs(app)
+    install_ui(app)
     install_error_handlers(app, on_error=metrics.observe_error)
     # A JSON body reaches a photo route as the multipart form it stands for: one validation for both.
     app.add_middleware(
