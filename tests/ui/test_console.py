@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from PIL import Image
+
 from tests.conftest import photo
 from tests.ui.conftest import SCOPED_KEY, ConsolePage, enroll
 
@@ -83,9 +85,10 @@ def test_keyboard_and_a_phone_sized_screen(console: ConsolePage) -> None:
     page = console.page
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.textContent") == "Verify"
-    for _ in range(2):
+    for _ in range(4):
         page.keyboard.press("Tab")
-    page.keyboard.press("Enter")  # the Model link
+    assert page.evaluate("document.activeElement.textContent") == "Model"
+    page.keyboard.press("Enter")
     page.locator(".model").first.wait_for(timeout=30_000)
     assert page.evaluate("location.hash") == "#model"
     page.set_viewport_size({"width": 390, "height": 844})
@@ -95,3 +98,71 @@ def test_keyboard_and_a_phone_sized_screen(console: ConsolePage) -> None:
     for name in ("First photo", "Second photo", "API key"):
         assert page.get_by_label(name).is_visible()
     console.shot("phone")
+
+
+def test_enroll_shows_the_face_taken_from_each_photo_and_a_refusal_with_its_reason(
+    console: ConsolePage, photos: list[Path], tmp_path: Path
+) -> None:
+    console.open("enroll")
+    page = console.page
+    form = page.locator("#page-enroll")
+    form.get_by_label("Subject id", exact=True).fill("ann")
+    form.get_by_label("Name", exact=True).fill("Ann Example")
+    form.get_by_label("Collection", exact=True).fill("enrolled")
+    form.get_by_label("Create the collection if it is new").check()
+    form.get_by_label("Metadata (a JSON object)").fill('{"team": "blue"}')
+    form.get_by_label("Photos (one to ten)").set_input_files(
+        [str(photo(photos, "obama.jpg")), str(photo(photos, "obama2.jpg"))]
+    )
+    form.get_by_role("button", name="Enroll").click()
+    page.locator("#enroll-result").wait_for(state="visible", timeout=60_000)
+    captions = page.locator("#enroll-faces figcaption").all_inner_texts()
+    assert len(captions) == 2 and captions[0].startswith("obama.jpg: face ")
+    assert "ann in enrolled: 2 faces" in page.locator("#enroll-detail").inner_text()
+    console.shot("enrolled")
+
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (320, 240), (200, 200, 200)).save(blank)
+    form.get_by_label("Subject id", exact=True).fill("bo")
+    form.get_by_label("Photos (one to ten)").set_input_files([str(photo(photos, "biden.jpg")), str(blank)])
+    form.get_by_role("button", name="Enroll").click()
+    status = page.locator("#status.error")
+    status.wait_for(timeout=60_000)
+    assert status.inner_text().startswith("422 no_face") and "blank.png" in status.inner_text()
+    console.shot("refused")
+
+
+def test_the_gallery_pages_subjects_shows_their_faces_renames_and_deletes(
+    console: ConsolePage, console_server: str, photos: list[Path]
+) -> None:
+    for number in range(21):  # two pages of 20
+        enroll(console_server, f"s{number:02d}", photo(photos, "obama.jpg"), collection="people")
+    enroll(console_server, "s00", photo(photos, "obama2.jpg"), collection="people")
+    console.open("gallery")
+    page = console.page
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Open people").click()
+    rows = page.locator("#subjects tbody tr")
+    page.wait_for_function("() => document.querySelectorAll('#subjects tbody tr').length === 20")
+    assert page.locator("#subjects-range").inner_text() == "1-20 of 21"
+    page.get_by_role("button", name="Next page").click()
+    page.wait_for_function("() => document.querySelector('#subjects-range').textContent === '21-21 of 21'")
+    assert rows.count() == 1
+    console.shot("subjects")
+
+    page.get_by_label("Find a subject id").fill("s00")
+    page.get_by_role("button", name="Find", exact=True).click()
+    faces = page.locator("#subject-faces img")
+    faces.first.wait_for(timeout=30_000)
+    assert faces.count() == 2 and faces.first.evaluate("i => i.naturalWidth") > 0  # the kept thumbnails
+    console.shot("subject")
+    page.get_by_label("Subject's name").fill("First Subject")
+    page.get_by_role("button", name="Save the name").click()
+    page.locator("#subject-facts").get_by_text("First Subject").wait_for(timeout=30_000)
+
+    page.locator("#subject-faces").get_by_role("button").first.click()  # delete a face, confirmed
+    page.wait_for_function("() => document.querySelectorAll('#subject-faces img').length === 1")
+    page.get_by_role("button", name="Delete this subject").click()
+    page.locator("#subject-panel").wait_for(state="hidden", timeout=30_000)
+    assert page.locator("#status").inner_text().startswith("s00 deleted, with 1 faces")
+    page.wait_for_function("() => document.querySelector('#subjects-range').textContent === '1-20 of 20'")

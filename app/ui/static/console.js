@@ -4,7 +4,7 @@
 "use strict";
 
 const KEY = "faceverify.key";
-const pages = ["verify", "identify", "model"];
+const pages = ["verify", "identify", "enroll", "gallery", "model"];
 
 function apiKey() {
   return sessionStorage.getItem(KEY) || "";
@@ -18,10 +18,11 @@ function say(text, isError = false) {
 
 // A failed call's message as the service words it: status, stable code, message.
 class ApiError extends Error {
-  constructor(status, code, message) {
-    super(`${status} ${code}: ${message}`);
+  constructor(status, code, message, field) {
+    super(`${status} ${code}: ${message}${field ? ` (${field})` : ""}`);
     this.status = status;
     this.code = code;
+    this.field = field;
   }
 }
 
@@ -32,7 +33,7 @@ async function api(path, options = {}) {
   const body = await response.json().catch(() => ({}));
   if (!response.ok) {
     const error = body.error || {};
-    throw new ApiError(response.status, error.code || "error", error.message || response.statusText);
+    throw new ApiError(response.status, error.code || "error", error.message || response.statusText, error.field);
   }
   return body;
 }
@@ -58,6 +59,7 @@ function show(page) {
     else link.removeAttribute("aria-current");
   }
   if (page === "model") loadModels();
+  if (page === "gallery") loadCollections();
 }
 
 async function busy(form, work) {
@@ -214,6 +216,222 @@ async function identify(event) {
   });
 }
 
+// Enroll
+
+async function enroll(event) {
+  event.preventDefault();
+  const form = event.target;
+  await busy(form, async () => {
+    const data = new FormData(form);
+    data.set("create_collection", data.get("create_collection") === "on" ? "true" : "false");
+    if (!String(data.get("metadata") || "").trim()) data.delete("metadata");
+    if (!String(data.get("name") || "").trim()) data.delete("name");
+    let answer;
+    try {
+      answer = await api("/enroll", { method: "POST", body: data });
+    } catch (error) {
+      // A refused photo names itself (field images[N]): say which one, by its file name.
+      const match = /^images\[(\d+)\]$/.exec(error.field || "");
+      const photos = data.getAll("images");
+      if (match && photos[Number(match[1])]) error.message += ` (the photo ${photos[Number(match[1])].name})`;
+      throw error;
+    }
+    const photos = data.getAll("images");
+    const target = document.getElementById("enroll-faces");
+    target.replaceChildren();
+    for (const [number, face] of answer.faces.entries()) {
+      const figure = document.createElement("figure");
+      const canvas = document.createElement("canvas");
+      canvas.setAttribute("role", "img");
+      canvas.setAttribute("aria-label", `the face taken from ${photos[number].name}`);
+      const caption = document.createElement("figcaption");
+      caption.textContent =
+        `${photos[number].name}: face ${face.face_id}` +
+        (face.duplicate ? " (this photo was enrolled already: nothing new stored)" : "") +
+        `, ${face.faces_found} faces found`;
+      figure.append(canvas, caption);
+      target.append(figure);
+      await drawPhoto(canvas, photos[number], [{ box: face.box, colour: "#0a7d32", label: "taken" }]);
+    }
+    document.getElementById("enroll-detail").textContent =
+      `${answer.subject_id} in ${answer.collection}: ${answer.face_ids.length} faces (model ${answer.model_id})`;
+    document.getElementById("enroll-result").hidden = false;
+  });
+}
+
+// Gallery
+
+const gallery = { collection: null, offset: 0, limit: 20, total: 0, subject: null };
+
+function cell(row, content) {
+  const td = document.createElement("td");
+  if (content instanceof Node) td.append(content);
+  else td.textContent = content;
+  row.append(td);
+}
+
+function button(text, action) {
+  const element = document.createElement("button");
+  element.type = "button";
+  element.textContent = text;
+  element.addEventListener("click", action);
+  return element;
+}
+
+async function guarded(work) {
+  try {
+    await work();
+  } catch (error) {
+    say(error.message, true);
+  }
+}
+
+async function loadCollections() {
+  await guarded(async () => {
+    const collections = await api("/collections");
+    const body = document.querySelector("#collections tbody");
+    body.replaceChildren();
+    for (const collection of collections) {
+      const row = document.createElement("tr");
+      cell(row, collection.name);
+      cell(row, collection.model_id);
+      cell(row, String(collection.faces));
+      cell(row, button(`Open ${collection.name}`, () => openCollection(collection.name)));
+      body.append(row);
+    }
+  });
+}
+
+function query(parameters) {
+  return new URLSearchParams(parameters).toString();
+}
+
+async function openCollection(name, offset = 0) {
+  await guarded(async () => {
+    const page = await api(`/subjects?${query({ collection: name, offset, limit: gallery.limit })}`);
+    Object.assign(gallery, { collection: name, offset, total: page.total });
+    document.getElementById("subjects-title").textContent = `Subjects of ${name}`;
+    const body = document.querySelector("#subjects tbody");
+    body.replaceChildren();
+    for (const subject of page.subjects) {
+      const row = document.createElement("tr");
+      cell(row, button(subject.subject_id, () => openSubject(subject.subject_id)));
+      cell(row, subject.name || "");
+      cell(row, String(subject.face_ids.length));
+      cell(row, subject.created_at);
+      body.append(row);
+    }
+    const last = Math.min(offset + gallery.limit, page.total);
+    document.getElementById("subjects-range").textContent =
+      page.total ? `${offset + 1}-${last} of ${page.total}` : "no subjects";
+    document.getElementById("subjects-previous").disabled = offset === 0;
+    document.getElementById("subjects-next").disabled = last >= page.total;
+    document.getElementById("subjects-panel").hidden = false;
+  });
+}
+
+async function thumbnail(subjectId, faceId) {
+  const headers = apiKey() ? { "X-API-Key": apiKey() } : {};
+  const path = `/subjects/${encodeURIComponent(subjectId)}/faces/${faceId}/thumbnail?${query({ collection: gallery.collection })}`;
+  const response = await fetch(path, { headers });
+  return response.ok ? URL.createObjectURL(await response.blob()) : null;
+}
+
+async function openSubject(subjectId) {
+  await guarded(async () => {
+    const where = `/subjects/${encodeURIComponent(subjectId)}`;
+    const collection = query({ collection: gallery.collection });
+    const [subject, faces] = await Promise.all([
+      api(`${where}?${collection}`),
+      api(`${where}/faces?${collection}`),
+    ]);
+    gallery.subject = subject.subject_id;
+    document.getElementById("subject-title").textContent = `${subject.subject_id} in ${gallery.collection}`;
+    document.getElementById("subject-facts").replaceWith(
+      Object.assign(definitionList([
+        ["name", subject.name || "-"],
+        ["metadata", JSON.stringify(subject.metadata)],
+        ["enrolled", subject.created_at],
+      ]), { id: "subject-facts" }),
+    );
+    document.getElementById("rename-name").value = subject.name || "";
+    const list = document.getElementById("subject-faces");
+    list.replaceChildren();
+    for (const face of faces.faces) {
+      const item = document.createElement("li");
+      const source = await thumbnail(subject.subject_id, face.face_id);
+      if (source) {
+        const image = document.createElement("img");
+        image.src = source;
+        image.alt = `face ${face.face_id} of ${subject.subject_id}`;
+        item.append(image);
+      } else {
+        const none = document.createElement("span");
+        none.textContent = "no thumbnail stored";
+        item.append(none);
+      }
+      const label = document.createElement("span");
+      label.textContent = `face ${face.face_id}`;
+      item.append(label, button(`Delete face ${face.face_id}`, () => deleteFace(subject.subject_id, face.face_id)));
+      list.append(item);
+    }
+    document.getElementById("subject-panel").hidden = false;
+  });
+}
+
+async function deleteFace(subjectId, faceId) {
+  if (!confirm(`Delete face ${faceId} of ${subjectId}? The subject goes with its last face.`)) return;
+  await guarded(async () => {
+    const where = `/subjects/${encodeURIComponent(subjectId)}/faces/${faceId}?${query({ collection: gallery.collection })}`;
+    const change = await api(where, { method: "DELETE" });
+    say(change.subject_deleted ? `Face ${faceId} deleted, and ${subjectId} with it` : `Face ${faceId} deleted`);
+    if (change.subject_deleted) document.getElementById("subject-panel").hidden = true;
+    else await openSubject(subjectId);
+    await openCollection(gallery.collection, gallery.offset);
+  });
+}
+
+async function deleteSubject() {
+  const subjectId = gallery.subject;
+  if (!confirm(`Delete ${subjectId} and every face of it from ${gallery.collection}?`)) return;
+  await guarded(async () => {
+    const where = `/subjects/${encodeURIComponent(subjectId)}?${query({ collection: gallery.collection })}`;
+    const deleted = await api(where, { method: "DELETE" });
+    say(`${subjectId} deleted, with ${deleted.deleted_faces} faces`);
+    document.getElementById("subject-panel").hidden = true;
+    await openCollection(gallery.collection, 0);
+  });
+}
+
+async function rename(event) {
+  event.preventDefault();
+  const name = document.getElementById("rename-name").value.trim();
+  await guarded(async () => {
+    const where = `/subjects/${encodeURIComponent(gallery.subject)}?${query({ collection: gallery.collection })}`;
+    await api(where, {
+      method: "PATCH",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ name: name || null }),
+    });
+    say(`Name saved: ${name || "none"}`);
+    await openSubject(gallery.subject);
+    await openCollection(gallery.collection, gallery.offset);
+  });
+}
+
+function galleryControls() {
+  document.getElementById("subjects-previous").addEventListener("click", () =>
+    openCollection(gallery.collection, Math.max(0, gallery.offset - gallery.limit)));
+  document.getElementById("subjects-next").addEventListener("click", () =>
+    openCollection(gallery.collection, gallery.offset + gallery.limit));
+  document.getElementById("find-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    openSubject(document.getElementById("find-subject").value.trim());
+  });
+  document.getElementById("rename-form").addEventListener("submit", rename);
+  document.getElementById("delete-subject").addEventListener("click", deleteSubject);
+}
+
 // Models
 
 function definitionList(pairs) {
@@ -309,7 +527,8 @@ function keyForm() {
     sessionStorage.setItem(KEY, input.value.trim());
     input.value = "";
     shown();
-    if (location.hash === "#model") loadModels();
+    say("");
+    show(location.hash.slice(1)); // what the page lists, as this key may see it
   });
   document.getElementById("forget-key").addEventListener("click", () => {
     sessionStorage.removeItem(KEY);
@@ -323,6 +542,8 @@ document.addEventListener("DOMContentLoaded", () => {
   dropZones();
   document.getElementById("verify-form").addEventListener("submit", verify);
   document.getElementById("identify-form").addEventListener("submit", identify);
+  document.getElementById("enroll-form").addEventListener("submit", enroll);
+  galleryControls();
   window.addEventListener("hashchange", () => show(location.hash.slice(1)));
   show(location.hash.slice(1));
 });
