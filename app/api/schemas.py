@@ -314,3 +314,26 @@ class Ready(BaseModel):
     verify: OperatingPointOut = Field(description="the default /verify operating point")
     identify_fpir: float = Field(description="the FPIR /identify holds by default")
     score_normalisation: bool = Field(description="/identify decides on cohort-normalised scores")
+
+
+class CurvePoint(BaseModel):
+    """One measured point of a calibration: at this threshold, these shares of pairs score at or above it."""
+
+    threshold: float
+    far: float = Field(description="share of different-person pairs at or above the threshold")
+    tar: float = Field(description="share of same-person pairs at or above the threshold")
+
+
+class ScoreCurveOut(BaseModel):
+    """A score's measured curve, where enough different-person pairs lie above each point to state it."""
+
+    score: Literal["cosine", "snorm"]
+    points: list[CurvePoint]
+
+
+class ModelCurves(BaseModel):
+    """The DET / ROC curves a model's decisions come from (FNMR = 1 - TAR against FAR)."""
+
+    model_id: str
+    calibrated_on: str | None
+    curves: list[ScoreCurveOut]

@@ -176,3 +176,22 @@ def test_collections_are_created_once(client: TestClient) -> None:
     _error(client.post("/collections", data={"name": "staff"}), 409, "collection_exists")
     assert client.delete("/collections/staff").json() == {"deleted_faces": 0}
     _error(client.delete("/collections/staff"), 404, "collection_not_found")
+
+
+def test_a_models_calibration_curves_are_public_and_match_its_stated_points(keyed: TestClient) -> None:
+    ready = keyed.get("/ready").json()
+    model = ready["models"][0]
+    answer = keyed.get(f"/models/{model['model_id']}/curves")  # no key: model facts, as /ready
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["model_id"] == model["model_id"] and body["calibrated_on"] == model["calibrated_on"]
+    cosine = next(curve for curve in body["curves"] if curve["score"] == "cosine")
+    thresholds = [p["threshold"] for p in cosine["points"]]
+    assert len(thresholds) > 10 and thresholds == sorted(thresholds)
+    far = [p["far"] for p in cosine["points"]]
+    assert far == sorted(far, reverse=True)  # FAR falls as the threshold rises
+    # The stated default point lies on the curve: its FAR between the FARs of the points around it.
+    point = model["verify"]
+    around = [p for p in cosine["points"] if p["threshold"] <= point["threshold"]]
+    assert around and around[-1]["far"] >= point["far"]
+    _error(keyed.get("/models/no-such-model/curves"), 404, "model_not_found")

@@ -1,6 +1,6 @@
 """A real Chromium (Debian's headless shell, tests/engines/chromium.py) driven by Playwright against a real
 `faceverify serve` with API keys. Each test's page fails the test on a console error; screenshots go to
-.cache/ui-screenshots (test artifacts, and the README's pictures)."""
+.cache/ui-screenshots, or to FV_UI_SCREENSHOTS (`FV_UI_SCREENSHOTS=docs/console` makes the README's)."""
 
 from __future__ import annotations
 
@@ -84,9 +84,10 @@ class ConsolePage:
             self.page.get_by_role("button", name="Use key").click()
 
     def shot(self, label: str) -> Path:
+        """A full-page screenshot (JPEG: the README shows some of them)."""
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        path = SCREENSHOTS / f"{self.name}-{label}.png"
-        self.page.screenshot(path=str(path), full_page=True)
+        path = SCREENSHOTS / f"{self.name}-{label}.jpg"
+        self.page.screenshot(path=str(path), full_page=True, type="jpeg", quality=70)
         return path
 
 

@@ -77,6 +77,9 @@ def test_the_models_page_states_the_operating_points(console: ConsolePage) -> No
     text = card.inner_text()
     assert "(default)" in text and "verify decides at" in text and "FAR" in text
     assert console.page.locator(".model tbody tr").count() >= 1
+    curve = card.locator("svg.det path[data-score=cosine]")
+    assert len(curve.get_attribute("d") or "") > 100  # drawn from the measured points
+    assert "DET curve" in (card.locator("svg.det").get_attribute("aria-label") or "")
     console.shot("models")
 
 

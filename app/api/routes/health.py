@@ -9,8 +9,19 @@ from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import CallerDep, GalleryDep, SettingsDep
 from app.api.errors import ApiError
-from app.api.schemas import Health, ModelOut, OperatingPointOut, Ready, ServedModelOut
+from app.api.responses import errors
+from app.api.schemas import (
+    CurvePoint,
+    Health,
+    ModelCurves,
+    ModelOut,
+    OperatingPointOut,
+    Ready,
+    ScoreCurveOut,
+    ServedModelOut,
+)
 from app.api.state import service_of
+from app.decision.curves import MIN_PAIRS_ABOVE
 
 # Probes carry no key: these two answer anyone, and tell nothing about what is enrolled.
 public_router = APIRouter(tags=["service"])
@@ -67,4 +78,28 @@ async def ready(request: Request, gallery: GalleryDep, settings: SettingsDep) ->
         verify=OperatingPointOut.of(point),
         identify_fpir=settings.identify_fpir,
         score_normalisation=decisions.score_for(None, settings.score_normalisation) == "snorm",
+    )
+
+
+@public_router.get("/models/{model}/curves", response_model=ModelCurves, responses=errors(404))
+async def model_curves(model: str, request: Request) -> ModelCurves:
+    """The measured points of a served model's calibration (by id or name), for DET and ROC curves: each
+    point where at least MIN_PAIRS_ABOVE different-person pairs score at or above its threshold."""
+    served = service_of(request.app.state).models.named(model)  # ModelNotFound: 404
+    calibration = served.artifact.calibration
+    curves = []
+    for score, curve in served.decisions.curves.items():
+        table = curve.table
+        points = [
+            CurvePoint(threshold=t, far=far, tar=tar)
+            for t, far, tar, above in zip(
+                table.thresholds, table.far, table.tar, table.different_above, strict=True
+            )
+            if above >= MIN_PAIRS_ABOVE
+        ]
+        curves.append(ScoreCurveOut(score=score, points=points))  # type: ignore[arg-type]
+    return ModelCurves(
+        model_id=served.model_id,
+        calibrated_on=calibration.calibrated_on if calibration is not None else None,
+        curves=curves,
     )

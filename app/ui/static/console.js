@@ -446,6 +446,59 @@ function definitionList(pairs) {
   return list;
 }
 
+// A DET curve: FNMR (1 - TAR) against FAR, both on log scales, with the default operating point marked.
+const SVG = "http://www.w3.org/2000/svg";
+
+function svg(name, attributes) {
+  const element = document.createElementNS(SVG, name);
+  for (const [key, value] of Object.entries(attributes)) element.setAttribute(key, value);
+  return element;
+}
+
+function detCurve(curves, point) {
+  const width = 420, height = 300, left = 56, bottom = 40, top = 12, right = 12;
+  const [farLow, farHigh, missLow, missHigh] = [-6, 0, -4, 0]; // log10 ranges
+  const x = (far) => left + ((Math.log10(Math.max(far, 1e-6)) - farLow) / (farHigh - farLow)) * (width - left - right);
+  const y = (miss) => top + ((missHigh - Math.log10(Math.max(miss, 1e-4))) / (missHigh - missLow)) * (height - top - bottom);
+  const chart = svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", class: "det" });
+  chart.append(svg("rect", { x: left, y: top, width: width - left - right, height: height - top - bottom, fill: "#fff", stroke: "#999" }));
+  for (let decade = farLow; decade <= farHigh; decade += 1) {
+    chart.append(svg("line", { x1: x(10 ** decade), x2: x(10 ** decade), y1: top, y2: height - bottom, stroke: "#eee" }));
+    const label = svg("text", { x: x(10 ** decade), y: height - bottom + 16, "text-anchor": "middle", "font-size": 11 });
+    label.textContent = `1e${decade}`;
+    chart.append(label);
+  }
+  for (let decade = missLow; decade <= missHigh; decade += 1) {
+    chart.append(svg("line", { x1: left, x2: width - right, y1: y(10 ** decade), y2: y(10 ** decade), stroke: "#eee" }));
+    const label = svg("text", { x: left - 6, y: y(10 ** decade) + 4, "text-anchor": "end", "font-size": 11 });
+    label.textContent = `1e${decade}`;
+    chart.append(label);
+  }
+  const axis = svg("text", { x: (left + width) / 2, y: height - 6, "text-anchor": "middle", "font-size": 12 });
+  axis.textContent = "false-accept rate (FAR)";
+  const side = svg("text", { x: 14, y: (top + height - bottom) / 2, "font-size": 12, "text-anchor": "middle",
+    transform: `rotate(-90 14 ${(top + height - bottom) / 2})` });
+  side.textContent = "false non-match rate (1 - TAR)";
+  chart.append(axis, side);
+  const colours = { cosine: "#124", snorm: "#b35c00" };
+  for (const curve of curves) {
+    const path = curve.points
+      .filter((p) => p.far > 0)
+      .map((p, n) => `${n ? "L" : "M"}${x(p.far).toFixed(1)},${y(1 - p.tar).toFixed(1)}`)
+      .join(" ");
+    chart.append(svg("path", { d: path, fill: "none", stroke: colours[curve.score] || "#333", "stroke-width": 2, "data-score": curve.score }));
+  }
+  if (point.far && point.tar !== null) {
+    chart.append(svg("circle", { cx: x(point.far), cy: y(1 - point.tar), r: 5, fill: "#0a7d32" }));
+  }
+  chart.setAttribute(
+    "aria-label",
+    `DET curve of ${curves.map((c) => c.score).join(" and ")} scores; the default point: FAR ${percent(point.far)}, ` +
+      `TAR ${percent(point.tar)}`,
+  );
+  return chart;
+}
+
 async function loadModels() {
   const target = document.getElementById("model-list");
   try {
@@ -487,6 +540,15 @@ async function loadModels() {
       }
       table.append(body);
       card.append(table);
+      const measured = await api(`/models/${encodeURIComponent(model.model_id)}/curves`);
+      if (measured.curves.length) {
+        const figure = document.createElement("figure");
+        const caption = document.createElement("figcaption");
+        caption.textContent = `Calibration (${measured.calibrated_on}): ` +
+          measured.curves.map((c) => `${c.score} (${c.score === "snorm" ? "orange" : "dark blue"}, ${c.points.length} points)`).join(", ") + "; the green dot is the default point";
+        figure.append(detCurve(measured.curves, model.verify), caption);
+        card.append(figure);
+      }
       target.append(card);
     }
     const note = document.createElement("p");
