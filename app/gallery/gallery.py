@@ -753,9 +753,11 @@ class Gallery:
             raise SubjectHasNoFaces(f"subject {subject_id!r} has no enrolled face to compare with")
         return stored
 
-    def subjects(self, collection_name: str, offset: int = 0, limit: int = 100) -> tuple[list[Subject], int]:
-        """A page of subjects and the total."""
-        return self.store.subjects(self.store.collection(collection_name), offset, limit)
+    def subjects(
+        self, collection_name: str, offset: int = 0, limit: int = 100, search: str | None = None
+    ) -> tuple[list[Subject], int]:
+        """A page of subjects and the total (of those whose id or name holds `search`, where given)."""
+        return self.store.subjects(self.store.collection(collection_name), offset, limit, search)
 
     def index_size(self, collection_name: str) -> int:
         """How many vectors the collection's index holds."""

@@ -540,18 +540,26 @@ class GalleryStore(ABC):
         return Subject(row[0], row[1], row[2], json.loads(row[3]), row[4], faces)
 
     def subjects(
-        self, collection: Collection, offset: int = 0, limit: int = 100
+        self, collection: Collection, offset: int = 0, limit: int = 100, search: str | None = None
     ) -> tuple[list[Subject], int]:
-        """A page of subjects (oldest first) and the total count."""
+        """A page of subjects (oldest first) and the total count; with `search`, only those whose id or
+        name holds it (ASCII letters in either case)."""
+        where, params = "s.collection_id = ?", list[object]([collection.id])
+        if search:
+            # LIKE's own characters in the text are matched as themselves.
+            escaped = search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            where += (
+                " AND (lower(s.external_id) LIKE ? ESCAPE '\\'"
+                " OR lower(COALESCE(s.name, '')) LIKE ? ESCAPE '\\')"
+            )
+            params += [f"%{escaped}%", f"%{escaped}%"]
         with self._read() as db:
-            (total,) = db.execute(
-                "SELECT COUNT(*) FROM subjects WHERE collection_id = ?", (collection.id,)
-            ).fetchone()
+            (total,) = db.execute(f"SELECT COUNT(*) FROM subjects s WHERE {where}", tuple(params)).fetchone()
             rows = db.execute(
                 f"SELECT s.id, s.external_id, s.name, s.metadata, s.created_at, {self.FACE_ID_LIST}"
-                " FROM subjects s LEFT JOIN faces f ON f.subject_id = s.id WHERE s.collection_id = ?"
+                f" FROM subjects s LEFT JOIN faces f ON f.subject_id = s.id WHERE {where}"
                 " GROUP BY s.id ORDER BY s.id LIMIT ? OFFSET ?",
-                (collection.id, limit, offset),
+                (*params, limit, offset),
             ).fetchall()
         page = [
             Subject(

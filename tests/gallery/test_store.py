@@ -130,3 +130,27 @@ def test_every_write_is_in_the_changes_feed_in_commit_order(store: GalleryStore)
     assert store.changes_since(first.seq) == [c for c in changes if c.seq > first.seq]
     assert store.prune_changes(again.seq) == 3 and store.pruned_before() == again.seq
     assert store.changes_since(0)[0].seq == again.seq
+
+
+def test_subjects_are_searched_by_id_or_name_taking_like_characters_literally(store: GalleryStore) -> None:
+    collection = store.create_collection("people", "m")
+    vectors = faces_of(identities(5))
+    named = [("ann-1", "Ann Smith"), ("bob_2", None), ("carl", "Bob%Carl"), ("dora", "Dora"), ("50%", None)]
+    store.enroll(
+        collection,
+        [Enrollment(ext, [NewFace(v)], name) for (ext, name), v in zip(named, vectors, strict=True)],
+    )
+
+    def found(text: str) -> list[str]:
+        page, total = store.subjects(collection, search=text)
+        assert total == len(page)
+        return [s.external_id for s in page]
+
+    assert found("ANN") == ["ann-1"]  # by id, either case
+    assert found("smith") == ["ann-1"]  # by name
+    assert found("bob") == ["bob_2", "carl"]  # one by id, one by name
+    assert found("_") == ["bob_2"]  # not LIKE's any-character
+    assert found("%") == ["carl", "50%"]  # not LIKE's anything
+    assert found("zed") == []
+    page, total = store.subjects(collection, offset=1, limit=1, search="o")
+    assert total == 3 and [s.external_id for s in page] == ["carl"]  # bob_2, carl, dora

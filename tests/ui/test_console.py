@@ -153,8 +153,10 @@ def test_the_gallery_pages_subjects_shows_their_faces_renames_and_deletes(
     assert rows.count() == 1
     console.shot("subjects")
 
-    page.get_by_label("Find a subject id").fill("s00")
-    page.get_by_role("button", name="Find", exact=True).click()
+    page.get_by_label("Search by id or name").fill("S00")
+    page.get_by_role("button", name="Search", exact=True).click()
+    page.wait_for_function("() => document.querySelector('#subjects-range').textContent === '1-1 of 1'")
+    page.get_by_role("button", name="s00", exact=True).click()
     faces = page.locator("#subject-faces img")
     faces.first.wait_for(timeout=30_000)
     assert faces.count() == 2 and faces.first.evaluate("i => i.naturalWidth") > 0  # the kept thumbnails
@@ -168,4 +170,6 @@ def test_the_gallery_pages_subjects_shows_their_faces_renames_and_deletes(
     page.get_by_role("button", name="Delete this subject").click()
     page.locator("#subject-panel").wait_for(state="hidden", timeout=30_000)
     assert page.locator("#status").inner_text().startswith("s00 deleted, with 1 faces")
+    page.get_by_label("Search by id or name").fill("")
+    page.get_by_role("button", name="Search", exact=True).click()
     page.wait_for_function("() => document.querySelector('#subjects-range').textContent === '1-20 of 20'")

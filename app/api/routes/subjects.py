@@ -46,10 +46,14 @@ async def list_subjects(
     collection: QueryCollection,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    search: Annotated[
+        str | None, Query(min_length=1, max_length=256, description="only those whose id or name holds this")
+    ] = None,
 ) -> SubjectPage:
-    """A page of a collection's subjects, oldest first."""
+    """A page of a collection's subjects, oldest first (with search: those whose id or name holds it,
+    ASCII letters in either case)."""
     # Off the event loop: a write holding the gallery's lock must not stall every other request.
-    subjects, total = await run_in_threadpool(gallery.subjects, collection, offset, limit)
+    subjects, total = await run_in_threadpool(gallery.subjects, collection, offset, limit, search)
     return SubjectPage(
         collection=collection, subjects=[_out(s) for s in subjects], total=total, offset=offset, limit=limit
     )

@@ -261,7 +261,7 @@ async function enroll(event) {
 
 // Gallery
 
-const gallery = { collection: null, offset: 0, limit: 20, total: 0, subject: null };
+const gallery = { collection: null, offset: 0, limit: 20, total: 0, subject: null, search: "" };
 
 function cell(row, content) {
   const td = document.createElement("td");
@@ -306,11 +306,14 @@ function query(parameters) {
   return new URLSearchParams(parameters).toString();
 }
 
-async function openCollection(name, offset = 0) {
+async function openCollection(name, offset = 0, search = name === gallery.collection ? gallery.search : "") {
   await guarded(async () => {
-    const page = await api(`/subjects?${query({ collection: name, offset, limit: gallery.limit })}`);
-    Object.assign(gallery, { collection: name, offset, total: page.total });
-    document.getElementById("subjects-title").textContent = `Subjects of ${name}`;
+    const parameters = { collection: name, offset, limit: gallery.limit, ...(search ? { search } : {}) };
+    const page = await api(`/subjects?${query(parameters)}`);
+    Object.assign(gallery, { collection: name, offset, total: page.total, search });
+    document.getElementById("find-subject").value = search;
+    document.getElementById("subjects-title").textContent =
+      search ? `Subjects of ${name} holding "${search}"` : `Subjects of ${name}`;
     const body = document.querySelector("#subjects tbody");
     body.replaceChildren();
     for (const subject of page.subjects) {
@@ -426,7 +429,7 @@ function galleryControls() {
     openCollection(gallery.collection, gallery.offset + gallery.limit));
   document.getElementById("find-form").addEventListener("submit", (event) => {
     event.preventDefault();
-    openSubject(document.getElementById("find-subject").value.trim());
+    openCollection(gallery.collection, 0, document.getElementById("find-subject").value.trim());
   });
   document.getElementById("rename-form").addEventListener("submit", rename);
   document.getElementById("delete-subject").addEventListener("click", deleteSubject);
