@@ -543,14 +543,14 @@ class GalleryStore(ABC):
         self, collection: Collection, offset: int = 0, limit: int = 100, search: str | None = None
     ) -> tuple[list[Subject], int]:
         """A page of subjects (oldest first) and the total count; with `search`, only those whose id or
-        name holds it (ASCII letters in either case)."""
+        name holds it (letters in either case: ASCII ones on SQLite, all on PostgreSQL)."""
         where, params = "s.collection_id = ?", list[object]([collection.id])
         if search:
             # LIKE's own characters in the text are matched as themselves.
-            escaped = search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             where += (
-                " AND (lower(s.external_id) LIKE ? ESCAPE '\\'"
-                " OR lower(COALESCE(s.name, '')) LIKE ? ESCAPE '\\')"
+                " AND (lower(s.external_id) LIKE lower(?) ESCAPE '\\'"
+                " OR lower(COALESCE(s.name, '')) LIKE lower(?) ESCAPE '\\')"
             )
             params += [f"%{escaped}%", f"%{escaped}%"]
         with self._read() as db:

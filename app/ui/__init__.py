@@ -9,6 +9,17 @@ from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 STATIC = files("app.ui") / "static"
+# The page holds a key that can delete: only its own files may run in it, no other site may frame it, and
+# no address it opens learns where it came from.
+PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
 
 
 def install_ui(app: FastAPI) -> None:
@@ -18,7 +29,7 @@ def install_ui(app: FastAPI) -> None:
 
     @app.get("/ui", include_in_schema=False)
     async def console() -> FileResponse:
-        return FileResponse(str(STATIC / "index.html"), media_type="text/html")
+        return FileResponse(str(STATIC / "index.html"), media_type="text/html", headers=PAGE_HEADERS)
 
     @app.get("/ui/", include_in_schema=False)
     async def console_slash() -> RedirectResponse:

@@ -195,3 +195,28 @@ def test_a_models_calibration_curves_are_public_and_match_its_stated_points(keye
     around = [p for p in cosine["points"] if p["threshold"] <= point["threshold"]]
     assert around and around[-1]["far"] >= point["far"]
     _error(keyed.get("/models/no-such-model/curves"), 404, "model_not_found")
+
+
+def test_the_console_page_is_public_and_locked_down(client: TestClient) -> None:
+    page = client.get("/ui")
+    assert page.status_code == 200 and "faceverify" in page.text
+    policy = page.headers["content-security-policy"]
+    assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    assert page.headers["x-frame-options"] == "DENY" and page.headers["referrer-policy"] == "no-referrer"
+    script = client.get("/ui/assets/console.js")
+    assert script.status_code == 200 and "X-API-Key" in script.text
+    assert "localStorage" not in script.text  # the key lives for the browser session only
+
+
+def test_subjects_are_searched_through_the_api(client: TestClient, photos: list[Path]) -> None:
+    for subject_id, name in (("ann", "Ann Smith"), ("bob", "Bob Jones")):
+        enrolled = client.post(
+            "/enroll",
+            data={"subject_id": subject_id, "name": name},
+            files=[_file(photos, "obama.jpg", "images")],
+        )
+        assert enrolled.status_code == 201, enrolled.text
+    found = client.get("/subjects", params={"search": "JONES"}).json()
+    assert found["total"] == 1 and [s["subject_id"] for s in found["subjects"]] == ["bob"]
+    assert client.get("/subjects", params={"search": "%"}).json()["total"] == 0
+    _error(client.get("/subjects", params={"search": ""}), 422, "invalid_field")

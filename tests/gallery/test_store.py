@@ -135,7 +135,13 @@ def test_every_write_is_in_the_changes_feed_in_commit_order(store: GalleryStore)
 def test_subjects_are_searched_by_id_or_name_taking_like_characters_literally(store: GalleryStore) -> None:
     collection = store.create_collection("people", "m")
     vectors = faces_of(identities(5))
-    named = [("ann-1", "Ann Smith"), ("bob_2", None), ("carl", "Bob%Carl"), ("dora", "Dora"), ("50%", None)]
+    named = [
+        ("ann-1", "Ann Smith"),
+        ("bob_2", None),
+        ("carl", "Bob%Carl"),
+        ("dora", "Élodie Dora"),
+        ("50%", None),
+    ]
     store.enroll(
         collection,
         [Enrollment(ext, [NewFace(v)], name) for (ext, name), v in zip(named, vectors, strict=True)],
@@ -152,5 +158,6 @@ def test_subjects_are_searched_by_id_or_name_taking_like_characters_literally(st
     assert found("_") == ["bob_2"]  # not LIKE's any-character
     assert found("%") == ["carl", "50%"]  # not LIKE's anything
     assert found("zed") == []
+    assert found("Élodie") == ["dora"]  # beyond ASCII, as written
     page, total = store.subjects(collection, offset=1, limit=1, search="o")
     assert total == 3 and [s.external_id for s in page] == ["carl"]  # bob_2, carl, dora

@@ -28,7 +28,10 @@ def test_verify_shows_the_decision_against_the_threshold(console: ConsolePage, p
     assert "against the threshold" in detail and "false-accept rate" in detail
     canvas = console.page.locator("#verify-canvas-a")
     assert int(canvas.evaluate("c => c.width")) > 0
-    assert "faces found" in (canvas.get_attribute("aria-label") or "")
+    label = canvas.get_attribute("aria-label") or ""
+    assert "faces found" in label
+    # Every other face the photo holds is outlined beside the compared one.
+    assert int(canvas.get_attribute("data-outlined") or -1) == int(label.split()[0]) - 1
     console.shot("match")
     assert _verify(console, photo(photos, "obama.jpg"), photo(photos, "biden.jpg")) == "No match"
     console.shot("no-match")
@@ -68,6 +71,10 @@ def test_a_key_for_another_collection_gets_a_plain_403(console: ConsolePage, pho
     assert status.inner_text().startswith("403 forbidden")
     assert page.locator("#identify-result").is_hidden()
     console.shot("forbidden")
+    page.goto(f"{console.url}/ui#gallery")  # the key stays for the session
+    page.locator("#collections").wait_for()
+    page.wait_for_timeout(500)
+    assert page.get_by_role("button", name="Open default").count() == 0  # not this key's to see
 
 
 def test_the_models_page_states_the_operating_points(console: ConsolePage) -> None:

@@ -38,9 +38,11 @@ async function api(path, options = {}) {
   return body;
 }
 
+const percentFormat = new Intl.NumberFormat("en", { maximumSignificantDigits: 3 });
+
 function percent(rate) {
   if (rate === null || rate === undefined) return "uncalibrated";
-  return `${(rate * 100).toPrecision(2)}%`;
+  return `${percentFormat.format(rate * 100)}%`;
 }
 
 function fixed(value) {
@@ -86,11 +88,23 @@ async function busy(form, work) {
 // Drawing
 
 async function drawPhoto(canvas, file, boxes) {
+  try {
+    await draw(canvas, file, boxes);
+  } catch {
+    // The answer stands without its picture (a photo the server reads and this browser cannot).
+    canvas.width = 0;
+    canvas.height = 0;
+    canvas.setAttribute("aria-label", "this browser cannot show the photo");
+  }
+}
+
+async function draw(canvas, file, boxes) {
   const bitmap = await createImageBitmap(file);
   canvas.width = bitmap.width;
   canvas.height = bitmap.height;
   const context = canvas.getContext("2d");
   context.drawImage(bitmap, 0, 0);
+  bitmap.close();
   const line = Math.max(2, Math.round(Math.max(bitmap.width, bitmap.height) / 250));
   context.font = `${Math.max(12, line * 7)}px system-ui, sans-serif`;
   for (const { box, colour, dashed, label } of boxes) {
@@ -158,6 +172,7 @@ async function verify(event) {
         { box: chosen, colour, label: "compared" },
       ];
       const canvas = document.getElementById(id);
+      canvas.dataset.outlined = String(others.length);
       await drawPhoto(canvas, data.get(field), boxes);
       canvas.setAttribute(
         "aria-label",
@@ -239,7 +254,8 @@ async function enroll(event) {
     const photos = data.getAll("images");
     const target = document.getElementById("enroll-faces");
     target.replaceChildren();
-    for (const [number, face] of answer.faces.entries()) {
+    for (const face of answer.faces) {
+      const number = Number(/\d+/.exec(face.field)[0]); // images[N]: the photo it came from
       const figure = document.createElement("figure");
       const canvas = document.createElement("canvas");
       canvas.setAttribute("role", "img");
@@ -261,7 +277,33 @@ async function enroll(event) {
 
 // Gallery
 
-const gallery = { collection: null, offset: 0, limit: 20, total: 0, subject: null, search: "" };
+const gallery = { collection: null, offset: 0, limit: 20, total: 0, subject: null, subjectCollection: null, search: "" };
+let thumbnails = []; // object URLs shown now, revoked when they go
+const latest = { subject: 0, models: 0, collection: 0 };
+
+function dropThumbnails() {
+  for (const url of thumbnails) URL.revokeObjectURL(url);
+  thumbnails = [];
+}
+
+function hideSubject() {
+  document.getElementById("subject-panel").hidden = true;
+  document.getElementById("subject-faces").replaceChildren();
+  dropThumbnails();
+  gallery.subject = gallery.subjectCollection = null;
+}
+
+// What one key was shown goes when the key changes.
+function reset() {
+  for (const id of ["verify-result", "identify-result", "enroll-result", "subjects-panel"]) {
+    document.getElementById(id).hidden = true;
+  }
+  for (const id of ["identify-faces", "enroll-faces", "model-list"]) document.getElementById(id).replaceChildren();
+  document.querySelector("#collections tbody").replaceChildren();
+  document.querySelector("#subjects tbody").replaceChildren();
+  hideSubject();
+  Object.assign(gallery, { collection: null, offset: 0, total: 0, search: "" });
+}
 
 function cell(row, content) {
   const td = document.createElement("td");
@@ -287,9 +329,10 @@ async function guarded(work) {
 }
 
 async function loadCollections() {
+  const body = document.querySelector("#collections tbody");
+  body.replaceChildren();
   await guarded(async () => {
     const collections = await api("/collections");
-    const body = document.querySelector("#collections tbody");
     body.replaceChildren();
     for (const collection of collections) {
       const row = document.createElement("tr");
@@ -307,9 +350,13 @@ function query(parameters) {
 }
 
 async function openCollection(name, offset = 0, search = name === gallery.collection ? gallery.search : "") {
+  if (name !== gallery.subjectCollection) hideSubject();
+  const call = ++latest.collection;
   await guarded(async () => {
     const parameters = { collection: name, offset, limit: gallery.limit, ...(search ? { search } : {}) };
     const page = await api(`/subjects?${query(parameters)}`);
+    if (call !== latest.collection) return; // a later call answers instead
+    if (!page.subjects.length && offset > 0) return openCollection(name, Math.max(0, offset - gallery.limit), search);
     Object.assign(gallery, { collection: name, offset, total: page.total, search });
     document.getElementById("find-subject").value = search;
     document.getElementById("subjects-title").textContent =
@@ -333,23 +380,37 @@ async function openCollection(name, offset = 0, search = name === gallery.collec
   });
 }
 
-async function thumbnail(subjectId, faceId) {
+async function thumbnail(collection, subjectId, faceId) {
   const headers = apiKey() ? { "X-API-Key": apiKey() } : {};
-  const path = `/subjects/${encodeURIComponent(subjectId)}/faces/${faceId}/thumbnail?${query({ collection: gallery.collection })}`;
+  const path = `/subjects/${encodeURIComponent(subjectId)}/faces/${faceId}/thumbnail?${query({ collection })}`;
   const response = await fetch(path, { headers });
-  return response.ok ? URL.createObjectURL(await response.blob()) : null;
+  if (response.status === 404) return null; // none kept (FV_STORE_FACE_THUMBNAILS was off)
+  if (!response.ok) {
+    const error = (await response.json().catch(() => ({}))).error || {};
+    throw new ApiError(response.status, error.code || "error", error.message || response.statusText, error.field);
+  }
+  return URL.createObjectURL(await response.blob());
 }
 
-async function openSubject(subjectId) {
+async function openSubject(subjectId, name = gallery.collection) {
+  const call = ++latest.subject;
   await guarded(async () => {
     const where = `/subjects/${encodeURIComponent(subjectId)}`;
-    const collection = query({ collection: gallery.collection });
+    const collection = query({ collection: name });
     const [subject, faces] = await Promise.all([
       api(`${where}?${collection}`),
       api(`${where}/faces?${collection}`),
     ]);
+    const sources = await Promise.all(faces.faces.map((face) => thumbnail(name, subject.subject_id, face.face_id)));
+    if (call !== latest.subject) {
+      for (const url of sources.filter(Boolean)) URL.revokeObjectURL(url);
+      return; // a later call answers instead
+    }
+    dropThumbnails(); // the previous subject's
+    thumbnails = sources.filter(Boolean);
     gallery.subject = subject.subject_id;
-    document.getElementById("subject-title").textContent = `${subject.subject_id} in ${gallery.collection}`;
+    gallery.subjectCollection = name;
+    document.getElementById("subject-title").textContent = `${subject.subject_id} in ${name}`;
     document.getElementById("subject-facts").replaceWith(
       Object.assign(definitionList([
         ["name", subject.name || "-"],
@@ -360,9 +421,9 @@ async function openSubject(subjectId) {
     document.getElementById("rename-name").value = subject.name || "";
     const list = document.getElementById("subject-faces");
     list.replaceChildren();
-    for (const face of faces.faces) {
+    for (const [number, face] of faces.faces.entries()) {
       const item = document.createElement("li");
-      const source = await thumbnail(subject.subject_id, face.face_id);
+      const source = sources[number];
       if (source) {
         const image = document.createElement("img");
         image.src = source;
@@ -375,50 +436,51 @@ async function openSubject(subjectId) {
       }
       const label = document.createElement("span");
       label.textContent = `face ${face.face_id}`;
-      item.append(label, button(`Delete face ${face.face_id}`, () => deleteFace(subject.subject_id, face.face_id)));
+      item.append(label, button(`Delete face ${face.face_id}`, () => deleteFace(name, subject.subject_id, face.face_id)));
       list.append(item);
     }
     document.getElementById("subject-panel").hidden = false;
   });
 }
 
-async function deleteFace(subjectId, faceId) {
-  if (!confirm(`Delete face ${faceId} of ${subjectId}? The subject goes with its last face.`)) return;
+async function deleteFace(collection, subjectId, faceId) {
+  if (!confirm(`Delete face ${faceId} of ${subjectId} in ${collection}? The subject goes with its last face.`)) return;
   await guarded(async () => {
-    const where = `/subjects/${encodeURIComponent(subjectId)}/faces/${faceId}?${query({ collection: gallery.collection })}`;
+    const where = `/subjects/${encodeURIComponent(subjectId)}/faces/${faceId}?${query({ collection })}`;
     const change = await api(where, { method: "DELETE" });
     say(change.subject_deleted ? `Face ${faceId} deleted, and ${subjectId} with it` : `Face ${faceId} deleted`);
-    if (change.subject_deleted) document.getElementById("subject-panel").hidden = true;
-    else await openSubject(subjectId);
-    await openCollection(gallery.collection, gallery.offset);
+    if (change.subject_deleted) hideSubject();
+    else await openSubject(subjectId, collection);
+    if (collection === gallery.collection) await openCollection(collection, gallery.offset);
   });
 }
 
 async function deleteSubject() {
-  const subjectId = gallery.subject;
-  if (!confirm(`Delete ${subjectId} and every face of it from ${gallery.collection}?`)) return;
+  const [subjectId, collection] = [gallery.subject, gallery.subjectCollection];
+  if (!confirm(`Delete ${subjectId} and every face of it from ${collection}?`)) return;
   await guarded(async () => {
-    const where = `/subjects/${encodeURIComponent(subjectId)}?${query({ collection: gallery.collection })}`;
+    const where = `/subjects/${encodeURIComponent(subjectId)}?${query({ collection })}`;
     const deleted = await api(where, { method: "DELETE" });
+    hideSubject();
+    if (collection === gallery.collection) await openCollection(collection, gallery.offset);
     say(`${subjectId} deleted, with ${deleted.deleted_faces} faces`);
-    document.getElementById("subject-panel").hidden = true;
-    await openCollection(gallery.collection, 0);
   });
 }
 
 async function rename(event) {
   event.preventDefault();
   const name = document.getElementById("rename-name").value.trim();
+  const [subjectId, collection] = [gallery.subject, gallery.subjectCollection];
   await guarded(async () => {
-    const where = `/subjects/${encodeURIComponent(gallery.subject)}?${query({ collection: gallery.collection })}`;
+    const where = `/subjects/${encodeURIComponent(subjectId)}?${query({ collection })}`;
     await api(where, {
       method: "PATCH",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ name: name || null }),
     });
+    await openSubject(subjectId, collection);
+    if (collection === gallery.collection) await openCollection(collection, gallery.offset);
     say(`Name saved: ${name || "none"}`);
-    await openSubject(gallery.subject);
-    await openCollection(gallery.collection, gallery.offset);
   });
 }
 
@@ -504,9 +566,10 @@ function detCurve(curves, point) {
 
 async function loadModels() {
   const target = document.getElementById("model-list");
+  const call = ++latest.models;
+  const cards = [];
   try {
     const ready = await api("/ready");
-    target.replaceChildren();
     for (const model of ready.models) {
       const card = document.createElement("article");
       card.className = "model";
@@ -543,7 +606,17 @@ async function loadModels() {
       }
       table.append(body);
       card.append(table);
-      const measured = await api(`/models/${encodeURIComponent(model.model_id)}/curves`);
+      const measured = await api(`/models/${encodeURIComponent(model.model_id)}/curves`).catch((error) => {
+        const failed = document.createElement("p");
+        failed.textContent = `The calibration curve could not be read: ${error.message}`;
+        card.append(failed);
+        return { curves: [] };
+      });
+      if (!measured.curves.length && measured.calibrated_on === null) {
+        const none = document.createElement("p");
+        none.textContent = "Not calibrated: no curve, and no false-accept rate to state.";
+        card.append(none);
+      }
       if (measured.curves.length) {
         const figure = document.createElement("figure");
         const caption = document.createElement("figcaption");
@@ -552,12 +625,13 @@ async function loadModels() {
         figure.append(detCurve(measured.curves, model.verify), caption);
         card.append(figure);
       }
-      target.append(card);
+      cards.push(card);
     }
     const note = document.createElement("p");
     note.textContent = `Identify holds an FPIR of ${percent(ready.identify_fpir)} by default, on ` +
       `${ready.score_normalisation ? "cohort-normalised" : "cosine"} scores; vectors searched on ${ready.index_device}.`;
-    target.append(note);
+    cards.push(note);
+    if (call === latest.models) target.replaceChildren(...cards); // a later call answers instead
   } catch (error) {
     say(error.message, true);
   }
@@ -566,6 +640,8 @@ async function loadModels() {
 // Wiring
 
 function dropZones() {
+  // A photo dropped beside a zone must not replace the page (and its key) with the image.
+  for (const kind of ["dragover", "drop"]) document.addEventListener(kind, (event) => event.preventDefault());
   for (const zone of document.querySelectorAll(".drop")) {
     const input = zone.querySelector("input[type=file]");
     zone.addEventListener("dragover", (event) => {
@@ -591,13 +667,16 @@ function keyForm() {
     event.preventDefault();
     sessionStorage.setItem(KEY, input.value.trim());
     input.value = "";
+    reset();
     shown();
     say("");
     show(location.hash.slice(1)); // what the page lists, as this key may see it
   });
   document.getElementById("forget-key").addEventListener("click", () => {
     sessionStorage.removeItem(KEY);
+    reset();
     shown();
+    show(location.hash.slice(1));
   });
   shown();
 }
