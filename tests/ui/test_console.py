@@ -101,6 +101,9 @@ def test_keyboard_and_a_phone_sized_screen(console: ConsolePage) -> None:
     page.keyboard.press("Enter")
     page.locator(".model").first.wait_for(timeout=30_000)
     assert page.evaluate("location.hash") == "#model"
+    # Focus lands on the page's heading, and the title says where one is.
+    assert page.evaluate("document.activeElement.tagName") == "H2"
+    assert page.title().startswith("Models and their operating points")
     page.set_viewport_size({"width": 390, "height": 844})
     page.goto(f"{console.url}/ui#verify")
     overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")

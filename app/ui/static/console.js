@@ -51,11 +51,14 @@ function fixed(value) {
 
 // Pages
 
-function show(page) {
+function show(page, moved = false) {
   if (!pages.includes(page)) page = "verify";
   for (const section of document.querySelectorAll("main > section")) {
     section.hidden = section.dataset.page !== page;
   }
+  const heading = document.querySelector(`#page-${page} h2`);
+  document.title = `${heading.textContent} - faceverify console`;
+  if (moved) heading.focus(); // a person who followed a link lands on the page's heading
   for (const link of document.querySelectorAll("nav a")) {
     if (link.dataset.page === page) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
@@ -74,8 +77,7 @@ async function busy(form, work) {
   form.setAttribute("aria-busy", "true");
   say("Processing…");
   try {
-    await work();
-    say("");
+    say((await work()) || "Done");
   } catch (error) {
     say(error.message, true);
   } finally {
@@ -180,6 +182,7 @@ async function verify(event) {
       );
     }
     document.getElementById("verify-result").hidden = false;
+    return verdict.textContent;
   });
 }
 
@@ -228,6 +231,7 @@ async function identify(event) {
       `${faces.length} faces in collection ${answer.collection}; a match needs a score of at least ` +
       `${fixed(answer.threshold)} (FPIR ${percent(answer.fpir)}, ${answer.operating_point.score} scores)`;
     document.getElementById("identify-result").hidden = false;
+    return `${faces.length} faces: ${faces.filter((face) => face.match).length} identified`;
   });
 }
 
@@ -272,6 +276,7 @@ async function enroll(event) {
     document.getElementById("enroll-detail").textContent =
       `${answer.subject_id} in ${answer.collection}: ${answer.face_ids.length} faces (model ${answer.model_id})`;
     document.getElementById("enroll-result").hidden = false;
+    return `Enrolled ${answer.subject_id}`;
   });
 }
 
@@ -688,6 +693,6 @@ document.addEventListener("DOMContentLoaded", () => {
   document.getElementById("identify-form").addEventListener("submit", identify);
   document.getElementById("enroll-form").addEventListener("submit", enroll);
   galleryControls();
-  window.addEventListener("hashchange", () => show(location.hash.slice(1)));
+  window.addEventListener("hashchange", () => show(location.hash.slice(1), true));
   show(location.hash.slice(1));
 });
