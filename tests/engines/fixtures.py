@@ -11,26 +11,17 @@ from __future__ import annotations
 import itertools
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.engines.availability import scratch_folder, unavailable
 from tests.engines.postgres import EngineUnavailable, PostgresServer
 
 __all__ = ["postgres_server", "postgres_url"]
 
 _database_numbers = itertools.count(1)
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("FV_REQUIRE_POSTGRES", "") not in ("", "0"):
-        pytest.fail(
-            f"PostgreSQL is required here (FV_REQUIRE_POSTGRES) but cannot run: {reason}", pytrace=False
-        )
-    pytest.skip(f"PostgreSQL cannot run here: {reason}")
 
 
 def start_postgres(base: Path) -> PostgresServer:
@@ -39,26 +30,18 @@ def start_postgres(base: Path) -> PostgresServer:
     try:
         return PostgresServer(base, major=int(major) if major else None).start()
     except EngineUnavailable as exc:
-        _unavailable(str(exc))
-        raise  # not reached: skip and fail raise
+        unavailable("PostgreSQL", "FV_REQUIRE_POSTGRES", str(exc))
 
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     """The session's PostgreSQL server; a test that stops or kills it gets it started again afterwards."""
-    # Not tmp_path_factory: its folders are private to the user running pytest, while a server started by root
-    # runs as `nobody`.
-    base = Path(tempfile.mkdtemp(prefix="faceverify-pg-"))
-    try:
+    with scratch_folder("faceverify-pg-") as base:
         server = start_postgres(base)
-    except BaseException:
-        shutil.rmtree(base, ignore_errors=True)
-        raise
-    try:
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(base, ignore_errors=True)
+        try:
+            yield server
+        finally:
+            server.stop()
 
 
 @pytest.fixture

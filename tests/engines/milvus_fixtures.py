@@ -10,15 +10,13 @@ tests/engines/milvus.py).
 from __future__ import annotations
 
 import itertools
-import os
 import re
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.engines.availability import scratch_folder, unavailable
 from tests.engines.milvus import EngineUnavailable, MilvusServer
 
 __all__ = ["milvus_server", "milvus_uri"]
@@ -26,35 +24,23 @@ __all__ = ["milvus_server", "milvus_uri"]
 _database_numbers = itertools.count(1)
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("FV_REQUIRE_MILVUS", "") not in ("", "0"):
-        pytest.fail(f"Milvus is required here (FV_REQUIRE_MILVUS) but cannot run: {reason}", pytrace=False)
-    pytest.skip(f"Milvus cannot run here: {reason}")
-
-
 def start_milvus(base: Path) -> MilvusServer:
     """A started server under `base`, or a skip (or failure) with the reason it cannot run."""
     try:
         return MilvusServer(base).start()
     except EngineUnavailable as exc:
-        _unavailable(str(exc))
-        raise  # not reached: skip and fail raise
+        unavailable("Milvus", "FV_REQUIRE_MILVUS", str(exc))
 
 
 @pytest.fixture(scope="session")
 def milvus_server() -> Iterator[MilvusServer]:
     """The session's Milvus server; a test that stops or kills it gets it started again afterwards."""
-    base = Path(tempfile.mkdtemp(prefix="faceverify-milvus-"))
-    try:
+    with scratch_folder("faceverify-milvus-") as base:
         server = start_milvus(base)
-    except BaseException:
-        shutil.rmtree(base, ignore_errors=True)
-        raise
-    try:
-        yield server
-    finally:
-        server.kill()  # its data goes with it: no graceful stop to wait for
-        shutil.rmtree(base, ignore_errors=True)
+        try:
+            yield server
+        finally:
+            server.kill()  # its data goes with it: no graceful stop to wait for
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.engines.availability import unavailable
 from tests.engines.chromium import REPO, ensure_chromium
 from tests.engines.postgres import EngineUnavailable
 from tests.server import running_server
@@ -23,14 +24,6 @@ SCOPED_KEY = "staff-only-key-for-the-console-tests"
 KEYS = {ADMIN_KEY: ["*"], SCOPED_KEY: ["staff"]}
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("FV_REQUIRE_CHROMIUM", "") not in ("", "0"):
-        pytest.fail(
-            f"Chromium is required here (FV_REQUIRE_CHROMIUM) but cannot run: {reason}", pytrace=False
-        )
-    pytest.skip(f"no Chromium here: {reason}")
-
-
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     """Chromium, launched once for the session."""
@@ -38,7 +31,7 @@ def browser() -> Iterator[Any]:
     try:
         executable = ensure_chromium()
     except EngineUnavailable as error:
-        _unavailable(str(error))
+        unavailable("Chromium", "FV_REQUIRE_CHROMIUM", str(error))
     with playwright_api.sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=str(executable), headless=True)
         try:
