@@ -34,13 +34,13 @@ CONCURRENCY = (1, 4, 16)
 IN_PROCESS_THREADS = (1, 2, 4)
 
 
-def _requests(url: str, kind: str, pairs: list[tuple[bytes, bytes]]) -> list[bytes]:
+def requests_for(url: str, kind: str, pairs: list[tuple[bytes, bytes]]) -> list[bytes]:
     if kind == "verify":
         return [multipart_request(url, "/verify", [("image_a", a), ("image_b", b)]) for a, b in pairs]
     return [multipart_request(url, "/identify", [("image", a)]) for a, _ in pairs]
 
 
-def _summary(run: Run) -> dict[str, Any]:
+def summary(run: Run) -> dict[str, Any]:
     latencies, pipeline = run.latencies_ms, run.pipeline_ms
     return {
         "requests": len(latencies) + run.dropped,
@@ -121,12 +121,12 @@ def main() -> None:
                 timeout=60,
             ).raise_for_status()
         for kind in ("verify", "identify"):
-            requests = _requests(url, kind, pairs)
+            requests = requests_for(url, kind, pairs)
             asyncio.run(drive(url, requests, 4, 5, 100))  # warm-up of both sides
             runs = {}
             for concurrency in CONCURRENCY:
                 run = asyncio.run(drive(url, requests, concurrency, args.seconds, args.max_requests))
-                row = _summary(run)
+                row = summary(run)
                 runs[str(concurrency)] = row
                 print(
                     f"/{kind} c={concurrency:>2}: {row['throughput_per_s']:7.1f}/s  "
@@ -158,7 +158,7 @@ def main() -> None:
                 ),
             }
         if args.rss_requests:
-            memory = _rss_growth(url, _requests(url, "identify", pairs), pids[0], args.rss_requests)
+            memory = _rss_growth(url, requests_for(url, "identify", pairs), pids[0], args.rss_requests)
             results["rss"] = memory
             print(
                 f"RSS over {memory['requests']} /identify requests after warm-up: "

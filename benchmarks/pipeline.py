@@ -1,20 +1,29 @@
-"""The whole face pipeline, per stage, against the face_recognition package in the same run.
+"""The whole face pipeline, per stage, against the face_recognition package in the same run, and
+/verify's throughput through the service at concurrency 1, 4 and 16, beside a baseline commit's.
 
-Run: .venv/bin/python -m benchmarks.pipeline [--images 300]
+Run: .venv/bin/python -m benchmarks.pipeline [--images 300] [--baseline REF] [--seconds 20]
 Needs LFW's development images (../shared/data/lfw-dev or FV_LFW_DIR) and the peer packages in
 benchmarks/requirements-peers.txt (`make bench` installs them). Each image goes through our pipeline and
 through face_recognition (HOG detection with one upsample, then its encoding) one after the other,
-the order alternating, at 250x250 and upscaled to 1280x960.
+the order alternating, at 250x250 and upscaled to 1280x960. Then `faceverify serve` runs from this
+checkout and, with --baseline, from a worktree of REF with the models its own code builds, one after
+the other on the same photos (pairs of LFW photos, 200 of them, sent by a lean keep-alive client).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib.metadata
 import io
 import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +31,14 @@ import numpy as np
 from PIL import Image
 
 from app.face.pipeline import FacePipeline, PipelineSettings
+from app.face.runtime import configure_threads
+from benchmarks.rawhttp import drive
 from benchmarks.results_file import machine, write_results
-from tests.assets import LFW_DEV
+from tests.assets import LFW_DEV, REPO
+from tests.server import rss_mb, running_server
 
 STAGES = ("decode", "detect", "align", "embed")
+CONCURRENCY = (1, 4, 16)
 SIZES = {"lfw_250x250": None, "upscaled_1280x960": (1280, 960)}
 
 
@@ -95,6 +108,76 @@ def _summary(samples: list[dict[str, float]], keys: tuple[str, ...]) -> dict[str
     return out
 
 
+@contextmanager
+def baseline_checkout(ref: str) -> Iterator[Path]:
+    """A worktree of `ref` with the models its own code builds, removed afterwards."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = Path(tmp) / "baseline"
+        subprocess.run(["git", "worktree", "add", "--detach", str(tree), ref], cwd=REPO, check=True)
+        try:
+            build = [sys.executable, "-m", "faceverify.cli", "models", "build", "--out", str(tree / "models")]
+            subprocess.run(build, cwd=tree, check=True)
+            where = [sys.executable, "-c", "import app; print(app.__file__)"]
+            imported = subprocess.run(where, cwd=tree, check=True, capture_output=True, text=True).stdout
+            if not Path(imported.strip()).is_relative_to(tree):
+                raise RuntimeError(f"the baseline's server would import {imported.strip()}, not its own code")
+            yield tree
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO, check=False)
+
+
+def service_throughput(
+    source: Path, models: Path, pairs: list[tuple[bytes, bytes]], seconds: float
+) -> dict[str, Any]:
+    """/verify through `faceverify serve` of a checkout at each concurrency, and the server's memory."""
+    from benchmarks.load import requests_for, summary  # the load benchmark's client and figures
+
+    pids: list[int] = []
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        running_server(models, Path(tmp) / "data", pids, source=source) as url,
+    ):
+        requests = requests_for(url, "verify", pairs)
+        asyncio.run(drive(url, requests, 4, 5, 100))  # warm-up
+        rows = {}
+        for concurrency in CONCURRENCY:
+            run = asyncio.run(drive(url, requests, concurrency, seconds, 20_000))
+            rows[str(concurrency)] = summary(run)
+        return {"by_concurrency": rows, "rss_mb": round(rss_mb(pids[0]), 1)}
+
+
+def _service_section(args: argparse.Namespace, paths: list[Path]) -> dict[str, Any]:
+    payloads = [p.read_bytes() for p in paths[:200]]
+    pairs = list(zip(payloads[0::2], payloads[1::2], strict=False))
+    runs = {"this_checkout": service_throughput(REPO, args.models.resolve(), pairs, args.seconds)}
+    if args.baseline:
+        with baseline_checkout(args.baseline) as tree:
+            runs["baseline"] = service_throughput(tree, tree / "models", pairs, args.seconds)
+    for name, run in runs.items():
+        for concurrency, row in run["by_concurrency"].items():
+            print(
+                f"/verify {name:<13} c={concurrency:>2}: {row['throughput_per_s']:6.1f}/s  "
+                f"p50 {row['p50_ms']:7.1f} ms  p99 {row['p99_ms']:7.1f} ms  errors {row['errors']}"
+            )
+        print(f"  server RSS {run['rss_mb']} MB")
+    section: dict[str, Any] = {"seconds_per_run": args.seconds, "pairs": len(pairs), **runs}
+    if args.baseline:
+        section["baseline_ref"] = args.baseline
+        section["baseline_commit"] = subprocess.run(
+            ["git", "rev-parse", args.baseline], cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        section["throughput_ratio_vs_baseline"] = {
+            c: round(
+                runs["this_checkout"]["by_concurrency"][c]["throughput_per_s"]
+                / runs["baseline"]["by_concurrency"][c]["throughput_per_s"],
+                3,
+            )
+            for c in runs["this_checkout"]["by_concurrency"]
+        }
+        print(f"/verify throughput against {args.baseline}: {section['throughput_ratio_vs_baseline']}")
+    return section
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -102,12 +185,15 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=300)
     parser.add_argument("--models", type=Path, default=Path("models"))
     parser.add_argument("--no-flip", action="store_true", help="measure without flip averaging")
+    parser.add_argument("--baseline", help="a commit whose service is measured beside this checkout's")
+    parser.add_argument("--seconds", type=float, default=20.0, help="duration of each service run")
+    parser.add_argument("--no-service", action="store_true", help="skip the service's throughput")
     args = parser.parse_args()
 
     import face_recognition  # the peer, installed from benchmarks/requirements-peers.txt
 
-    threads = os.cpu_count() or 1
-    # The service's own configuration: one onnxruntime thread pool of all cores shared by the models.
+    # The service's own configuration: a lone request's inferences spread over every core.
+    threads = configure_threads()
     pipeline = FacePipeline.from_models(args.models, PipelineSettings(flip_average=not args.no_flip))
     paths = lfw_sample(args.images)
     results: dict[str, Any] = {}
@@ -142,6 +228,7 @@ def main() -> None:
         print(f"  faces found: ours {our_summary['faces_found']}, peer {peer_summary['faces_found']}")
         print(f"  face_recognition / ours (median total): {ratio:.2f}x")
 
+    service = None if args.no_service else _service_section(args, paths)
     headline = results["lfw_250x250"]  # the target is set on LFW's own 250x250 images
     path = write_results(
         "pipeline",
@@ -151,13 +238,14 @@ def main() -> None:
             "peer_ms_per_image": headline["peer_ms_per_image"],
             "ratio_vs_face_recognition": headline["ratio_vs_face_recognition"],
             "cpu": f"{machine()['cpu']}, {os.cpu_count()} cores",
-            "threads": {"onnxruntime_shared_pool": threads, "dlib": "dlib default (single-threaded HOG)"},
+            "threads": {"onnxruntime_per_inference": threads, "dlib": "dlib default (single-threaded HOG)"},
             "flip_average": not args.no_flip,
             "model": pipeline.model_id,
             "peer": f"face_recognition {importlib.metadata.version('face_recognition')} "
             f"(dlib-bin {importlib.metadata.version('dlib-bin')}): "
             "HOG with 1 upsample, 5-point landmarks, 1 jitter",
             "by_size": results,
+            "service_verify": service,
         },
     )
     print(f"\nrecorded in {path}")

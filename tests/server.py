@@ -25,10 +25,15 @@ def free_port() -> int:
 
 @contextmanager
 def running_server(
-    models_dir: Path, data_dir: Path, pids: list[int] | None = None, env: dict[str, str] | None = None
+    models_dir: Path,
+    data_dir: Path,
+    pids: list[int] | None = None,
+    env: dict[str, str] | None = None,
+    source: Path = REPO,
 ) -> Iterator[str]:
     """`faceverify serve` in a child process until the block ends; yields its base URL (and appends
-    the process id to `pids`, for those who measure it). `env` adds settings (FV_...)."""
+    the process id to `pids`, for those who measure it). `env` adds settings (FV_...); `source` is the
+    checkout whose code serves (another commit's, for a benchmark's baseline)."""
     port = free_port()
     env = {**os.environ, **(env or {}), "FV_MODELS_DIR": str(models_dir), "FV_DATA_DIR": str(data_dir)}
     command = [sys.executable, "-m", "faceverify.cli", "serve", "--port", str(port)]
@@ -36,7 +41,7 @@ def running_server(
     # A file, not a pipe: a pipe nobody reads fills up with access-log lines and stalls the server.
     log_path = data_dir.parent / f"server-{port}.log"
     with log_path.open("wb") as log:
-        server = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        server = subprocess.Popen(command, cwd=source, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     if pids is not None:
         pids.append(server.pid)

@@ -22,8 +22,15 @@ from app.face.detector import DetectorSettings, MtcnnDetector
 from app.face.embedder import Embedder
 from app.face.errors import ModelNotFound
 from app.face.pipeline import FacePipeline, PipelineSettings, StageObserver, embed_directly
+from app.face.runtime import WORKLOAD
 
 T = TypeVar("T")
+
+
+def counted(work: Callable[..., T], *args: object) -> T:
+    """work(*args), counted in the process's workload while it runs (see ModelSession)."""
+    with WORKLOAD.working():
+        return work(*args)
 
 
 def timed(work: Callable[..., T], *args: object) -> tuple[T, float]:
@@ -120,7 +127,9 @@ class ServingEngine:
                 raise Overloaded()
             self._pending += 1
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, partial(work, *args))
+            return await asyncio.get_running_loop().run_in_executor(
+                self._executor, partial(counted, work, *args)
+            )
         finally:
             with self._lock:
                 self._pending -= 1

@@ -134,16 +134,24 @@ class MtcnnDetector:
             side *= self.settings.scale_factor
         return scales
 
-    def _pyramid(self, picture: Image.Image) -> list[tuple[float, Image.Image]]:
-        """(scale, image) per pyramid level, each level resized from the one above it."""
+    def _pyramid(self, picture: Image.Image, smallest_face: float | None) -> list[tuple[float, Image.Image]]:
+        """(scale, image) per pyramid level searched, each level resized from the one above it.
+
+        Level k's 12-pixel window spans min_face_size / f^k image pixels. Leading levels are made but
+        not searched while the next level's window still fits inside `smallest_face`: that level finds
+        such a face, and the skipped ones (the largest) would only add smaller ones. They are still made
+        because every level is shrunk from the one above it, and the levels searched stay the same.
+        """
         width, height = picture.size
-        levels = []
+        levels: list[tuple[float, Image.Image]] = []
         source = picture
         for scale in self._scales(height, width):
             size = (int(width * scale + 1), int(height * scale + 1))
             # Shrinking the previous level instead of the original costs a fraction of the time.
             source = source.resize(size, _RESAMPLE)
-            levels.append((scale, source))
+            next_window = _PNET_CELL / (scale * self.settings.scale_factor)
+            if levels or smallest_face is None or next_window > smallest_face:
+                levels.append((scale, source))
         return levels
 
     def _stage_one(self, pyramid: list[tuple[float, Image.Image]]) -> FloatArray:
@@ -198,12 +206,16 @@ class MtcnnDetector:
             strip.paste(resized, (0, side * i))
         return np.asarray(strip, dtype=np.float32).reshape(len(boxes), side, side, 3)
 
-    def detect(self, image: npt.NDArray[np.uint8]) -> list[Detection]:
-        """Every face in an RGB uint8 image, best score first."""
+    def detect(self, image: npt.NDArray[np.uint8], smallest_face: float | None = None) -> list[Detection]:
+        """Every face in an RGB uint8 image, best score first.
+
+        With `smallest_face` (pixels), the pyramid starts at the finest level that still finds a face of
+        that size: faces smaller than it may be missed, and half of P-Net's work is saved.
+        """
         if image.ndim != 3 or image.shape[2] != 3 or min(image.shape[:2]) < _PNET_CELL:
             return []
         picture = Image.fromarray(image)
-        pyramid = self._pyramid(picture)
+        pyramid = self._pyramid(picture, smallest_face)
         boxes = self._stage_one(pyramid)
         if len(boxes) == 0:
             return []

@@ -136,9 +136,10 @@ class FacePipeline:
         """Bytes -> upright RGB uint8 (typed errors for bad input)."""
         return decode_image(data, self.settings.limits)
 
-    def detect(self, image: npt.NDArray[np.uint8]) -> list[Detection]:
-        """Every face, largest first."""
-        return largest_first(self.detector.detect(image))
+    def detect(self, image: npt.NDArray[np.uint8], scale: float = 1.0) -> list[Detection]:
+        """Every face at least min_face_size across (smaller ones may be missed), largest first; `scale`
+        is the image's size over the photo's, whose pixels min_face_size counts."""
+        return largest_first(self.detector.detect(image, self.settings.min_face_size * scale))
 
     def decode_photo(self, data: bytes) -> Photo:
         """Bytes -> a Photo: a bounded detection copy, and pixels for chips (typed errors for bad input)."""
@@ -146,10 +147,11 @@ class FacePipeline:
             return Photo(data, self.settings.limits, self.settings.detection_side)
 
     def detect_photo(self, photo: Photo) -> list[Detection]:
-        """Every face of a photo, found on its detection copy, in full-resolution pixels; largest first."""
-        with self._stage("detect"):
-            found = self.detect(photo.detection)
+        """Every face of a photo at least min_face_size across, found on its detection copy, in
+        full-resolution pixels; largest first."""
         sx, sy = photo.scale
+        with self._stage("detect"):
+            found = self.detect(photo.detection, min(sx, sy))
         if (sx, sy) == (1.0, 1.0):
             return found
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from app.face.detector import MtcnnDetector, nms
 from app.face.image import decode_image
@@ -68,3 +69,24 @@ def test_nms_matches_a_brute_force_oracle() -> None:
         scores = rng.random(count).astype(np.float32)
         for threshold in (0.3, 0.5, 0.7):
             assert nms(boxes, scores, threshold).tolist() == _brute_force_nms(boxes, scores, threshold)
+
+
+def test_a_smallest_face_skips_only_levels_that_find_smaller_faces(
+    pipeline: FacePipeline, photos: list[Path]
+) -> None:
+    detector = _detector(pipeline)
+    image = decode_image(photo(photos, "t1.jpg").read_bytes())
+    picture = Image.fromarray(image)
+    full = detector._pyramid(picture, None)
+    # Windows of 20, 28.2, 39.9 px: a 32 px face is found by the second level, the first is skipped.
+    skipped = detector._pyramid(picture, 32.0)
+    assert [scale for scale, _ in skipped] == [scale for scale, _ in full[1:]]
+    for (_, searched), (_, made) in zip(skipped, full[1:], strict=True):
+        assert np.array_equal(np.asarray(searched), np.asarray(made))
+    assert len(detector._pyramid(picture, 20.0)) == len(full)
+    every = detector.detect(image)
+    large = detector.detect(image, smallest_face=32.0)
+    assert len(large) == len([d for d in every if d.size >= 32]) == 6
+    for face in large:
+        nearest = min(every, key=lambda d: float(np.abs(np.subtract(d.box, face.box)).max()))
+        assert np.abs(np.subtract(nearest.landmarks, face.landmarks)).max() < 3.0
