@@ -68,3 +68,20 @@ def test_pnet_finds_a_face_where_there_is_one(
     face_p = session.run(None, {"images": window})[1].item()
     noise_p = session.run(None, {"images": noise})[1].item()
     assert face_p > 0.6 > noise_p
+
+
+@pytest.mark.parametrize("stage,split", [("pnet", [2, 3]), ("rnet", [2, 3]), ("onet", [1, 2, 3, 4])])
+def test_the_serving_form_splits_each_prelu_whose_slopes_allow_it(stage: str, split: list[int]) -> None:
+    from training.weights.mtcnn import SplitPReLUConv, serving_form
+
+    net = load_mtcnn_net(stage)
+    served = serving_form(net)
+    convs = [i for i in range(1, 5) if hasattr(net, f"conv{i}") and hasattr(net, f"prelu{i}")]
+    assert [i for i in convs if isinstance(getattr(served, f"conv{i}"), SplitPReLUConv)] == split
+    for i in set(convs) - set(split):  # a slope above 1 makes the PReLU concave: it stays as it is
+        assert float(getattr(net, f"prelu{i}").weight.max()) > 1
+    side = {"pnet": 31, "rnet": 24, "onet": 48}[stage]
+    images = torch.from_numpy(_pixels((3, side, side, 3), 7))
+    with torch.no_grad():
+        for got, want in zip(served(images), net(images), strict=True):
+            assert float((got - want).abs().max()) <= 1e-5

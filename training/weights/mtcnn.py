@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 from pathlib import Path
 
@@ -103,6 +104,48 @@ class ONet(nn.Module):
 
 
 MTCNN_NETS: dict[str, type[nn.Module]] = {"pnet": PNet, "rnet": RNet, "onet": ONet}
+
+
+class SplitPReLUConv(nn.Module):
+    """A convolution and the PReLU after it as a * conv(x) + relu((1 - a) * conv(x)), two convolutions
+    whose weights carry the slopes; exact wherever every slope a is at most 1.
+
+    ONNX Runtime's CPU kernels have no PReLU in the blocked layout they convolve in: each PReLU costs a
+    layout change both ways and a slow broadcast. The two convolutions fuse the ReLU and the sum
+    instead (O-Net 1.4x faster on 2 cores).
+    """
+
+    def __init__(self, conv: nn.Conv2d, prelu: nn.PReLU) -> None:
+        super().__init__()
+        slopes = prelu.weight.detach()
+        self.linear = self._scaled(conv, slopes)
+        self.rectified = self._scaled(conv, 1 - slopes)
+
+    @staticmethod
+    def _scaled(conv: nn.Conv2d, factors: torch.Tensor) -> nn.Conv2d:
+        scaled = copy.deepcopy(conv)
+        with torch.no_grad():
+            scaled.weight.mul_(factors[:, None, None, None])
+            if scaled.bias is not None:
+                scaled.bias.mul_(factors)
+        return scaled
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x) + torch.relu(self.rectified(x))
+
+
+def serving_form(net: nn.Module) -> nn.Module:
+    """A copy of an MTCNN net with each convN + preluN pair whose slopes are all at most 1 made a
+    SplitPReLUConv: the same outputs (to float rounding), faster on ONNX Runtime."""
+    served = copy.deepcopy(net)
+    index = 1
+    while isinstance(conv := getattr(served, f"conv{index}", None), nn.Conv2d):
+        prelu = getattr(served, f"prelu{index}")
+        if bool((prelu.weight <= 1).all()):
+            setattr(served, f"conv{index}", SplitPReLUConv(conv, prelu))
+            setattr(served, f"prelu{index}", nn.Identity())
+        index += 1
+    return served.eval()
 
 
 def facenet_weights_dir() -> Path:
