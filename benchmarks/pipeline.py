@@ -7,13 +7,15 @@ benchmarks/requirements-peers.txt (`make bench` installs them). Each image goes 
 through face_recognition (HOG detection with one upsample, then its encoding) one after the other,
 the order alternating, at 250x250 and upscaled to 1280x960. Then `faceverify serve` runs from this
 checkout and, with --baseline, from a worktree of REF with the models its own code builds, one after
-the other on the same photos (pairs of LFW photos, 200 of them, sent by a lean keep-alive client).
+the other in rounds on the same photos (pairs of LFW photos, 200 of them, sent by a lean keep-alive
+client), both servers up all along.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib.metadata
 import io
 import os
@@ -32,7 +34,7 @@ from PIL import Image
 
 from app.face.pipeline import FacePipeline, PipelineSettings
 from app.face.runtime import configure_threads
-from benchmarks.rawhttp import drive
+from benchmarks.rawhttp import Run, drive
 from benchmarks.results_file import machine, write_results
 from tests.assets import LFW_DEV, REPO
 from tests.server import rss_mb, running_server
@@ -126,33 +128,65 @@ def baseline_checkout(ref: str) -> Iterator[Path]:
             subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO, check=False)
 
 
+ROUNDS = 3  # each concurrency's time is cut into rounds, the servers taking turns, so drift favours none
+
+
+def _merged(runs: list[Run]) -> Run:
+    """One run's figures from several rounds of it."""
+    total = Run()
+    for run in runs:
+        total.latencies_ms += run.latencies_ms
+        total.pipeline_ms += run.pipeline_ms
+        total.errors += run.errors
+        total.dropped += run.dropped
+        total.seconds += run.seconds
+        for status, count in run.statuses.items():
+            total.statuses[status] = total.statuses.get(status, 0) + count
+    return total
+
+
 def service_throughput(
-    source: Path, models: Path, pairs: list[tuple[bytes, bytes]], seconds: float
+    checkouts: dict[str, tuple[Path, Path]], pairs: list[tuple[bytes, bytes]], seconds: float
 ) -> dict[str, Any]:
-    """/verify through `faceverify serve` of a checkout at each concurrency, and the server's memory."""
+    """/verify through `faceverify serve` of each checkout (name: (source, models)) at each concurrency,
+    all servers up at once and taking turns in rounds, and each server's memory at the end."""
     from benchmarks.load import requests_for, summary  # the load benchmark's client and figures
 
-    pids: list[int] = []
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        running_server(models, Path(tmp) / "data", pids, source=source) as url,
-    ):
-        requests = requests_for(url, "verify", pairs)
-        asyncio.run(drive(url, requests, 4, 5, 100))  # warm-up
-        rows = {}
+    with contextlib.ExitStack() as stack:
+        urls, pids = {}, {}
+        for name, (source, models) in checkouts.items():
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+            started: list[int] = []
+            urls[name] = stack.enter_context(running_server(models, tmp / "data", started, source=source))
+            pids[name] = started[0]
+        requests = {name: requests_for(url, "verify", pairs) for name, url in urls.items()}
+        for name, url in urls.items():
+            asyncio.run(drive(url, requests[name], 4, 5, 100))  # warm-up
+        rounds: dict[str, dict[int, list[Run]]] = {name: {c: [] for c in CONCURRENCY} for name in urls}
         for concurrency in CONCURRENCY:
-            run = asyncio.run(drive(url, requests, concurrency, seconds, 20_000))
-            rows[str(concurrency)] = summary(run)
-        return {"by_concurrency": rows, "rss_mb": round(rss_mb(pids[0]), 1)}
+            for turn in range(ROUNDS):
+                order = list(urls) if turn % 2 == 0 else list(reversed(urls))
+                for name in order:
+                    run = drive(urls[name], requests[name], concurrency, seconds / ROUNDS, 20_000)
+                    rounds[name][concurrency].append(asyncio.run(run))
+        return {
+            name: {
+                "by_concurrency": {str(c): summary(_merged(runs)) for c, runs in by_concurrency.items()},
+                "rss_mb": round(rss_mb(pids[name]), 1),
+            }
+            for name, by_concurrency in rounds.items()
+        }
 
 
 def _service_section(args: argparse.Namespace, paths: list[Path]) -> dict[str, Any]:
     payloads = [p.read_bytes() for p in paths[:200]]
     pairs = list(zip(payloads[0::2], payloads[1::2], strict=False))
-    runs = {"this_checkout": service_throughput(REPO, args.models.resolve(), pairs, args.seconds)}
-    if args.baseline:
-        with baseline_checkout(args.baseline) as tree:
-            runs["baseline"] = service_throughput(tree, tree / "models", pairs, args.seconds)
+    with contextlib.ExitStack() as stack:
+        checkouts = {"this_checkout": (REPO, args.models.resolve())}
+        if args.baseline:
+            tree = stack.enter_context(baseline_checkout(args.baseline))
+            checkouts["baseline"] = (tree, tree / "models")
+        runs = service_throughput(checkouts, pairs, args.seconds)
     for name, run in runs.items():
         for concurrency, row in run["by_concurrency"].items():
             print(
@@ -160,7 +194,7 @@ def _service_section(args: argparse.Namespace, paths: list[Path]) -> dict[str, A
                 f"p50 {row['p50_ms']:7.1f} ms  p99 {row['p99_ms']:7.1f} ms  errors {row['errors']}"
             )
         print(f"  server RSS {run['rss_mb']} MB")
-    section: dict[str, Any] = {"seconds_per_run": args.seconds, "pairs": len(pairs), **runs}
+    section: dict[str, Any] = {"seconds_per_run": args.seconds, "rounds": ROUNDS, "pairs": len(pairs), **runs}
     if args.baseline:
         section["baseline_ref"] = args.baseline
         section["baseline_commit"] = subprocess.run(
