@@ -1,8 +1,8 @@
 """Embedder speed: our ONNX export under ONNX Runtime vs dlib itself, ms per chip at batch 1 and 16.
 
 Run: .venv/bin/python -m benchmarks.embedder [--rounds N]
-ONNX Runtime runs as the service runs it (one shared pool of every core) and, in a child process, with
-a pool of one thread; dlib runs alongside in the same process on the same real face chips,
+ONNX Runtime runs as the service runs a lone request (each inference spread over every core) and, in a
+child process, on one thread (as the service runs overlapping requests); dlib runs alongside in the same process on the same real face chips,
 alternating round by round.
 """
 
@@ -61,7 +61,7 @@ def _chips() -> tuple[np.ndarray, Any]:
 
 
 def _one_thread_child(models: Path, rounds: int) -> dict[str, Any]:
-    """ONNX Runtime with a one-thread pool, measured in a fresh process (the pool is per process)."""
+    """ONNX Runtime on one thread, measured in a fresh process (the thread count is set once a process)."""
     command = [sys.executable, "-m", "benchmarks.embedder", "--child-threads", "1", "--rounds", str(rounds)]
     command += ["--models", str(models)]
     done = subprocess.run(command, capture_output=True, text=True, check=True)
