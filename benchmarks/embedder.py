@@ -2,8 +2,8 @@
 
 Run: .venv/bin/python -m benchmarks.embedder [--rounds N]
 ONNX Runtime runs as the service runs a lone request (each inference spread over every core) and, in a
-child process, on one thread (as the service runs overlapping requests); dlib runs alongside in the same process on the same real face chips,
-alternating round by round.
+child process, on one thread (as the service runs overlapping requests); dlib runs alongside in the
+same process on the same real face chips, alternating round by round.
 """
 
 from __future__ import annotations
