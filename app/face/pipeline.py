@@ -101,8 +101,13 @@ class FacePipeline:
         self.detector = detector
         self.embedder = embedder
         self.settings = settings or PipelineSettings()
-        self.embed_chips = embed_chips or embed_directly(embedder, self.settings)
+        self.embed_chips = embed_chips or self._embed_directly
         self._on_stage = on_stage
+
+    def _embed_directly(self, chips: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+        """Chips -> vectors by one embedder call, flip-averaged as the settings say when it runs (a
+        benchmark may change them between passes)."""
+        return self.embedder.embed(chips, flip_average=self.settings.flip_average)
 
     @contextmanager
     def _stage(self, name: str) -> Iterator[None]:

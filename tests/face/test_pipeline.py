@@ -121,3 +121,20 @@ def test_a_big_jpegs_face_is_cut_from_its_reduced_decoding_as_from_its_full_pixe
     fast, whole = pipeline.photo_chip(decoded, face), pipeline.chip(decoded.pixels(1), face)
     embedded = pipeline.embedder.embed(np.stack([fast, whole]), flip_average=True)
     assert float(embedded[0] @ embedded[1]) > 0.9995
+
+
+def test_a_pipeline_without_a_batcher_flips_as_its_current_settings_say(
+    pipeline: FacePipeline, photos: list[Path]
+) -> None:
+    from dataclasses import replace
+
+    data = photo(photos, "obama.jpg").read_bytes()
+    settings = pipeline.settings
+    try:
+        pipeline.settings = replace(settings, flip_average=True)
+        flipped = pipeline.largest_faces([data])[0].face.embedding
+        pipeline.settings = replace(settings, flip_average=False)
+        plain = pipeline.largest_faces([data])[0].face.embedding
+    finally:
+        pipeline.settings = settings
+    assert float(flipped @ plain) < 0.9999  # the mirror image's embedding moved the average
