@@ -87,17 +87,18 @@ class Workload:
 
     @property
     def shared(self) -> bool:
-        """Whether more than one request is being worked on."""
-        return self._running > 1
+        """Whether requests being worked on are at least as many as one inference's threads: then each
+        core has a request of its own to run (with fewer, spreading each run over the cores wins)."""
+        return self._running > 1 and self._running >= configure_threads()
 
 
 WORKLOAD = Workload()
 
 
 class ModelSession:
-    """One model on ONNX Runtime: a session that spreads each run over every configured core, used
-    while a single request is being worked on, and one that keeps each run on its caller's thread,
-    used while requests overlap, when each core can run a request of its own.
+    """One model on ONNX Runtime: a session that spreads each run over every configured core, and one
+    that keeps each run on its caller's thread, used while requests being worked on are at least as
+    many as those cores, so that each core runs a request of its own.
 
     Splitting small operators over cores costs hand-offs: on 2 cores two requests at once, one core
     each, get through 1.3x the work of the same two sharing both cores. On CUDA there is one session.

@@ -7,28 +7,32 @@ import threading
 
 from app.api.engine import EngineSettings, ServingEngine
 from app.face.pipeline import FacePipeline, PipelineSettings
-from app.face.runtime import WORKLOAD
+from app.face.runtime import WORKLOAD, configure_threads
 
 
 def test_overlapping_requests_are_counted_and_a_lone_one_is_not_shared(pipeline: FacePipeline) -> None:
+    overlapping_requests = max(configure_threads(), 2)  # one per core: then each runs on one core
     engine = ServingEngine(
-        pipeline.detector, [pipeline.embedder], PipelineSettings(), EngineSettings(workers=2)
+        pipeline.detector,
+        [pipeline.embedder],
+        PipelineSettings(),
+        EngineSettings(workers=overlapping_requests),
     )
-    both_running = threading.Barrier(2, timeout=10)
+    all_running = threading.Barrier(overlapping_requests, timeout=10)
     seen: list[bool] = []
 
     def overlapping() -> None:
-        both_running.wait()
+        all_running.wait()
         seen.append(WORKLOAD.shared)
-        both_running.wait()  # neither ends before both have looked
+        all_running.wait()  # none ends before all have looked
 
     async def requests() -> bool:
-        await asyncio.gather(engine.run(overlapping), engine.run(overlapping))
+        await asyncio.gather(*(engine.run(overlapping) for _ in range(overlapping_requests)))
         return await engine.run(lambda: WORKLOAD.shared)
 
     try:
         alone = asyncio.run(requests())
     finally:
         engine.close()
-    assert seen == [True, True]
+    assert seen == [True] * overlapping_requests
     assert alone is False and not WORKLOAD.shared

@@ -17,24 +17,30 @@ def test_overlapping_work_runs_on_the_serial_session_with_the_same_results(pipel
     assert not WORKLOAD.shared
     assert session.current() is session.parallel
     alone = session.run(None, feeds)[0]
-    started, release = threading.Event(), threading.Event()
+    others = max(configure_threads(), 2) - 1  # with this test's own work: one request per core
+    started, release = threading.Semaphore(0), threading.Event()
 
     def other_request() -> None:
         with WORKLOAD.working():
-            started.set()
+            started.release()
             release.wait(10)
 
-    other = threading.Thread(target=other_request)
-    other.start()
-    started.wait(10)
+    threads = [threading.Thread(target=other_request) for _ in range(others)]
+    for thread in threads:
+        thread.start()
+    for _ in threads:
+        assert started.acquire(timeout=10)
     try:
         with WORKLOAD.working():
             assert WORKLOAD.shared
             if configure_threads() > 1:
                 assert session.current() is session.serial is not session.parallel
             overlapping = session.run(None, feeds)[0]
+        # The others alone are one request fewer than the cores: each run is spread over them again.
+        assert not WORKLOAD.shared and session.current() is session.parallel
     finally:
         release.set()
-        other.join()
+        for thread in threads:
+            thread.join()
     assert not WORKLOAD.shared
     np.testing.assert_allclose(overlapping, alone, atol=1e-5)
