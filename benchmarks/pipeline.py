@@ -3,9 +3,10 @@
 
 Run: .venv/bin/python -m benchmarks.pipeline [--images 300] [--baseline REF] [--seconds 20]
 Needs LFW's development images (../shared/data/lfw-dev or FV_LFW_DIR) and the peer packages in
-benchmarks/requirements-peers.txt (`make bench` installs them). Each image goes through our pipeline and
-through face_recognition (HOG detection with one upsample, then its encoding) one after the other,
-the order alternating, at 250x250 and upscaled to 1280x960. Then `faceverify serve` runs from this
+benchmarks/requirements-peers.txt (`make bench` installs them). Each image goes through our pipeline with
+each built embedder (the default float one, and its int8 form where the build made it) and through
+face_recognition (HOG detection with one upsample, then its encoding) one after the other, the order
+rotating, at 250x250 and upscaled to 1280x960. Then `faceverify serve` runs from this
 checkout and, with --baseline, from a worktree of REF with the models its own code builds, one after
 the other in rounds on the same photos (pairs of LFW photos, 200 of them, sent by a lean keep-alive
 client), both servers up all along.
@@ -26,12 +27,14 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from app.face.catalog import ModelCatalog
 from app.face.pipeline import FacePipeline, PipelineSettings
 from app.face.runtime import configure_threads
 from benchmarks.rawhttp import Run, drive
@@ -228,39 +231,50 @@ def main() -> None:
 
     # The service's own configuration: a lone request's inferences spread over every core.
     threads = configure_threads()
-    pipeline = FacePipeline.from_models(args.models, PipelineSettings(flip_average=not args.no_flip))
+    settings = PipelineSettings(flip_average=not args.no_flip)
+    # The default (float) embedder, and every other built one (its int8 form) beside it in the same run.
+    built = ModelCatalog.load(args.models).built_embedders()
+    pipelines = {a.id: FacePipeline.from_models(args.models, settings, model=a.id) for a in built}
+    default = built[0].id
     paths = lfw_sample(args.images)
     results: dict[str, Any] = {}
     for name, size in SIZES.items():
         payloads = [encoded(p, size) for p in paths]
-        ours(pipeline, payloads[0])
-        peer(face_recognition, payloads[0])  # warm-up both
-        mine, theirs = [], []
+        runners = {model: partial(ours, pipeline) for model, pipeline in pipelines.items()}
+        runners["peer"] = partial(peer, face_recognition)
+        for run in runners.values():
+            run(payloads[0])  # warm-up
+        samples: dict[str, list[dict[str, float]]] = {who: [] for who in runners}
         for i, data in enumerate(payloads):
-            # Alternate who goes first, so that caches and clock drift favour neither.
-            if i % 2:
-                theirs.append(peer(face_recognition, data))
-                mine.append(ours(pipeline, data))
-            else:
-                mine.append(ours(pipeline, data))
-                theirs.append(peer(face_recognition, data))
-        our_summary = _summary(mine, STAGES)
-        peer_summary = _summary(theirs, ("decode", "detect", "encode"))
-        ratio = peer_summary["total"]["median"] / our_summary["total"]["median"]
+            # Rotate who goes first, so that caches and clock drift favour none.
+            order = list(runners)[i % len(runners) :] + list(runners)[: i % len(runners)]
+            for who in order:
+                samples[who].append(runners[who](data))
+        peer_summary = _summary(samples["peer"], ("decode", "detect", "encode"))
+        by_model = {}
+        for model in pipelines:
+            summary = _summary(samples[model], STAGES)
+            ratio = peer_summary["total"]["median"] / summary["total"]["median"]
+            by_model[model] = {"ms_per_image": summary, "ratio_vs_face_recognition": round(ratio, 2)}
         results[name] = {
-            "ms_per_image": our_summary,
+            "ms_per_image": by_model[default]["ms_per_image"],
             "peer_ms_per_image": peer_summary,
-            "ratio_vs_face_recognition": round(ratio, 2),
+            "ratio_vs_face_recognition": by_model[default]["ratio_vs_face_recognition"],
+            "by_model": by_model,
         }
         print(f"\n{name}: {len(payloads)} images")
-        for stage in (*STAGES, "total"):
-            row = our_summary[stage]
-            print(f"  ours  {stage:<7} median {row['median']:8.2f} ms   p90 {row['p90']:8.2f} ms")
+        for model, figures in by_model.items():
+            for stage in (*STAGES, "total"):
+                row = figures["ms_per_image"][stage]
+                print(f"  {model:<30} {stage:<7} median {row['median']:8.2f} ms   p90 {row['p90']:8.2f} ms")
         for stage in ("decode", "detect", "encode", "total"):
             row = peer_summary[stage]
-            print(f"  peer  {stage:<7} median {row['median']:8.2f} ms   p90 {row['p90']:8.2f} ms")
-        print(f"  faces found: ours {our_summary['faces_found']}, peer {peer_summary['faces_found']}")
-        print(f"  face_recognition / ours (median total): {ratio:.2f}x")
+            peer_row = f"median {row['median']:8.2f} ms   p90 {row['p90']:8.2f} ms"
+            print(f"  {'face_recognition':<30} {stage:<7} {peer_row}")
+        found = {who: sum(bool(s["found"]) for s in runs) for who, runs in samples.items()}
+        print(f"  faces found: {found}")
+        for model, figures in by_model.items():
+            print(f"  face_recognition / {model} (median total): {figures['ratio_vs_face_recognition']:.2f}x")
 
     service = None if args.no_service else _service_section(args, paths)
     headline = results["lfw_250x250"]  # the target is set on LFW's own 250x250 images
@@ -274,7 +288,8 @@ def main() -> None:
             "cpu": f"{machine()['cpu']}, {os.cpu_count()} cores",
             "threads": {"onnxruntime_per_inference": threads, "dlib": "dlib default (single-threaded HOG)"},
             "flip_average": not args.no_flip,
-            "model": pipeline.model_id,
+            "model": default,
+            "models": list(pipelines),
             "peer": f"face_recognition {importlib.metadata.version('face_recognition')} "
             f"(dlib-bin {importlib.metadata.version('dlib-bin')}): "
             "HOG with 1 upsample, 5-point landmarks, 1 jitter",

@@ -28,9 +28,10 @@ from app.face.manifest import (
     verified_path,
     write_manifest,
 )
-from training.calibrate import provisional_threshold, recorded_calibration
+from training.calibrate import CALIBRATIONS_DIR, provisional_threshold, recorded_calibration
 from training.cohort import COHORTS_DIR, cohort_files, recorded_cohort
 from training.export import check_parity, embedder_artifact, export_onnx, rgb_input
+from training.quantise import RANGES_DIR, int8_model_id, quantise_with_ranges, ranges_file
 from training.weights.dlib_dat import read_dlib_dnn
 from training.weights.dlib_resnet import DLIB_CHIP_SIZE, EMBEDDING_SIZE, DlibResNet, load_dlib_weights
 from training.weights.mtcnn import FACENET_PACKAGE, facenet_weights_dir, load_mtcnn_net, serving_form
@@ -49,8 +50,11 @@ _RECIPE_FILES = (
     "weights/dlib_resnet.py",
     "weights/mtcnn.py",
     "templates/mtcnn_dlib_chip_150.json",
-    "calibration.json",
+    "quantise.py",
 )
+# Folders of committed records a build ships: calibrations, cohorts and int8 activation ranges.
+_RECIPE_DIRS = (CALIBRATIONS_DIR, COHORTS_DIR, RANGES_DIR)
+INT8_KEY = "embedder-int8"  # the manifest's key for the int8 embedder, beside "embedder"
 
 
 @dataclass(frozen=True)
@@ -106,8 +110,8 @@ def recipe_digest(sources: dict[str, Source]) -> str:
     """sha256 over the build code and the source weights: equal digests build equal models."""
     digest = hashlib.sha256()
     here = Path(__file__).parent
-    cohorts = sorted(str(p.relative_to(here)) for p in COHORTS_DIR.glob("*")) if COHORTS_DIR.is_dir() else []
-    for name in (*_RECIPE_FILES, *cohorts):
+    records = sorted(str(p.relative_to(here)) for folder in _RECIPE_DIRS for p in folder.glob("*"))
+    for name in (*_RECIPE_FILES, *records):
         path = here / name
         digest.update(name.encode() + b"\0" + (path.read_bytes() if path.is_file() else b"absent"))
     for role in sorted(sources):
@@ -221,8 +225,6 @@ def _build_embedder(tmp: Path, sources: dict[str, Source]) -> Artifact:
     if template["chip_size"] != side or len(template["points"]) != 5:
         raise ModelError(f"{TEMPLATE_FILE} is not a five-point template for {side} px chips")
     model_id = f"dlib-resnet-v1-{sources['embedder'].sha256[:8]}"
-    recorded = recorded_calibration(model_id, template["template_id"])
-    cohort = recorded_cohort(model_id)
     artifact = embedder_artifact(
         path,
         model_id=model_id,
@@ -231,17 +233,46 @@ def _build_embedder(tmp: Path, sources: dict[str, Source]) -> Artifact:
         points=tuple((float(x), float(y)) for x, y in template["points"]),
         normalisation="(x - mean_rgb(122.782, 117.001, 104.298)) / 256, inside the graph",
         embedding_size=EMBEDDING_SIZE,
-        threshold=recorded.threshold if recorded else provisional_threshold(),
+        threshold=provisional_threshold(),
         source=sources["embedder"],
     )
+    return _with_records(artifact, tmp)
+
+
+def _with_records(artifact: Artifact, tmp: Path) -> Artifact:
+    """The artifact with its committed calibration and cohort (copied into tmp), where they exist."""
+    template = artifact.input_contract.alignment_template or ""
+    recorded = recorded_calibration(artifact.id, template)
+    cohort = recorded_cohort(artifact.id)
     for path in cohort[1] if cohort else ():
         shutil.copyfile(path, tmp / path.name)
     return artifact.model_copy(
         update={
+            "threshold": recorded.threshold if recorded else provisional_threshold(),
             "calibration": recorded.calibration if recorded else None,
             "cohort": cohort[0] if cohort else None,
         }
     )
+
+
+def _build_int8_embedder(tmp: Path, float_artifact: Artifact) -> Artifact | None:
+    """The float embedder quantised with its recorded activation ranges; None where none are recorded."""
+    ranges = ranges_file(float_artifact.id)
+    if not ranges.is_file():
+        return None
+    path = tmp / Path(float_artifact.file).with_suffix(".int8.onnx").name
+    quantise_with_ranges(tmp / float_artifact.file, ranges, path)
+    model_id = int8_model_id(float_artifact.id, ranges)
+    artifact = float_artifact.model_copy(
+        update={
+            "id": model_id,
+            "name": model_id.rsplit("-", 1)[0],
+            "file": path.name,
+            "sha256": sha256_file(path),
+            "bytes": path.stat().st_size,
+        }
+    )
+    return _with_records(artifact, tmp)
 
 
 def _toolchain() -> dict[str, str]:
@@ -274,6 +305,10 @@ def build_models(out_dir: Path, force: bool = False, log: Callable[[str], None] 
         artifacts[stage] = _build_mtcnn(stage, tmp, sources)
     log(f"building the dlib ResNet embedder from {DLIB_MODELS_PACKAGE} {DLIB_MODELS_VERSION}")
     artifacts["embedder"] = _build_embedder(tmp, sources)
+    int8 = _build_int8_embedder(tmp, artifacts["embedder"])
+    if int8 is not None:
+        log(f"quantising it to int8 with the ranges of {ranges_file(artifacts['embedder'].id).name}")
+        artifacts[INT8_KEY] = int8
 
     manifest = Manifest(
         schema_version=MANIFEST_SCHEMA,
@@ -286,8 +321,8 @@ def build_models(out_dir: Path, force: bool = False, log: Callable[[str], None] 
     # its checksums (stale, rebuilt next time), never one that vouches for half-written files.
     for artifact in artifacts.values():
         os.replace(tmp / artifact.file, out_dir / artifact.file)
-    if artifacts["embedder"].cohort is not None:
-        for name in cohort_files(artifacts["embedder"].id):
+    for artifact in artifacts.values():
+        for name in cohort_files(artifact.id) if artifact.cohort is not None else ():
             os.replace(tmp / name, out_dir / name)
     tmp.rmdir()
     write_manifest(out_dir, manifest)

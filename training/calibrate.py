@@ -28,8 +28,15 @@ from training.cohort import CohortForCalibration, for_calibration
 from training.labelled import LabelledFaces, embed_labelled
 from training.score_histogram import BINS, ScoreHistogram
 
-# Committed beside the build code: a fresh build ships the calibration, not the provisional threshold.
-CALIBRATION_FILE = Path(__file__).resolve().parent / "calibration.json"
+# Committed beside the build code, one per built model: a fresh build ships the calibration, not the
+# provisional threshold.
+CALIBRATIONS_DIR = Path(__file__).resolve().parent / "calibrations"
+
+
+def calibration_file(model_id: str) -> Path:
+    """Where the committed calibration of a built model lives."""
+    return CALIBRATIONS_DIR / f"{model_id}.json"
+
 
 # dlib's own rule is Euclidean 0.6 between raw descriptors, whose norms are about 1.5: about 0.4
 # between unit vectors. Only a starting point until a calibration exists.
@@ -60,8 +67,9 @@ class Recorded:
     calibration: ScoreCalibration | None
 
 
-def recorded_calibration(model_id: str, template_id: str, path: Path = CALIBRATION_FILE) -> Recorded | None:
+def recorded_calibration(model_id: str, template_id: str, path: Path | None = None) -> Recorded | None:
     """The committed calibration for this model and alignment template, if there is one."""
+    path = path or calibration_file(model_id)
     if not path.is_file():
         return None
     record = json.loads(path.read_text())
@@ -279,6 +287,7 @@ def install_calibration(
             "threshold": threshold.model_dump(mode="json"),
             "calibration": calibration.model_dump(mode="json"),
         }
+        record.parent.mkdir(parents=True, exist_ok=True)
         record.write_text(json.dumps(entry, indent=1) + "\n")
     return threshold
 

@@ -17,6 +17,13 @@ def add_commands(
     build.add_argument("--out", type=Path, default=Path("models"), help="models folder (default: ./models)")
     build.add_argument("--force", action="store_true", help="rebuild even when the manifest is current")
     build.set_defaults(handler=_models_build)
+    ranges = models_sub.add_parser(
+        "int8-ranges",
+        help="record the float embedder's activation ranges on real chips: builds add its int8 form",
+    )
+    _labelled_arguments(ranges)
+    ranges.add_argument("--photos", type=int, default=300, help="photos to take chips from (default 300)")
+    ranges.set_defaults(handler=_models_int8_ranges)
     _add_models_import(models_sub)
 
     evaluate = subparsers.add_parser("eval", help="evaluate the serving pipeline")
@@ -52,7 +59,7 @@ def add_commands(
     calibrate.add_argument(
         "--record",
         action="store_true",
-        help="with --install: also into training/calibration.json, which builds of the stock model ship",
+        help="with --install: also into training/calibrations/, which builds of the stock models ship",
     )
     calibrate.set_defaults(handler=_calibrate)
 
@@ -317,6 +324,24 @@ def _models_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _models_int8_ranges(args: argparse.Namespace) -> int:
+    from app.face.catalog import ModelCatalog
+    from training.quantise import ranges_file, record_ranges, sampled_chips
+
+    pipeline = _pipeline(args)
+    artifact = pipeline.embedder.artifact
+    if not ModelCatalog.load(args.models).is_built(artifact) or artifact.name is not None:
+        print("int8 ranges are recorded for the built float embedder only", file=sys.stderr)
+        return 2
+    images, people_of = _labelled_folder(args)
+    batches = sampled_chips(pipeline, images, people_of, args.photos)
+    path = ranges_file(artifact.id)
+    record_ranges(args.models / artifact.file, artifact.inputs[0].name, batches, path)
+    print(f"activation ranges of {artifact.id} over {len(batches)} chips and their mirrors -> {path}")
+    print("`faceverify models build` now adds the int8 embedder; calibrate it and build its cohort next")
+    return 0
+
+
 def _add_models_import(models_sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     presets = sorted(path.stem for path in (Path(__file__).resolve().parent / "presets").glob("*.json"))
     command = models_sub.add_parser(
@@ -426,7 +451,7 @@ def _val(figures: dict[str, object]) -> str:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    from training.calibrate import CALIBRATION_FILE, calibrate_folder, install_calibration
+    from training.calibrate import calibrate_folder, calibration_file, install_calibration
     from training.calibration_report import operating_point_lines, report_lines
 
     if args.record and not args.install:
@@ -457,15 +482,15 @@ def _calibrate(args: argparse.Namespace) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(calibration.model_dump_json(indent=1) + "\n")
     if args.install:
-        record = CALIBRATION_FILE if args.record else None
         artifact = pipeline.embedder.artifact
+        record = calibration_file(artifact.id) if args.record else None
         threshold = install_calibration(args.models, calibration, record, artifact.id)
         print(
             f"installed into {artifact.id}'s entry in {args.models} "
             f"(named threshold {threshold.similarity:.5f})"
         )
         if args.record:
-            print(f"recorded in {CALIBRATION_FILE}")
+            print(f"recorded in {record}")
     else:
         print("nothing written: --install puts it into the manifest")
     return 2 if refused else 0
@@ -498,7 +523,5 @@ def _cohort_build(args: argparse.Namespace) -> int:
         "`faceverify calibrate --install` next"
     )
     if args.record:
-        from app.face.manifest import load_manifest
-
-        print(f"recorded in {record_cohort(args.models, load_manifest(args.models).artifact('embedder'))}")
+        print(f"recorded in {record_cohort(args.models, ModelCatalog.load(args.models).find(artifact.id))}")
     return 0

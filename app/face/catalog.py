@@ -63,12 +63,21 @@ class ModelCatalog:
 
     @property
     def built(self) -> Artifact:
-        """The embedder `faceverify models build` made."""
+        """The embedder `faceverify models build` made, that serves unless another is named."""
         return self.manifest.artifact("embedder")
 
+    def built_embedders(self) -> list[Artifact]:
+        """Every embedder the build made (the float one first, then its int8 form where there is one)."""
+        others = [
+            a
+            for key, a in sorted(self.manifest.artifacts.items())
+            if a.role == "embedder" and key != "embedder"
+        ]
+        return [self.built, *others]
+
     def embedders(self) -> list[Artifact]:
-        """The built embedder, then the imported ones by id."""
-        return [self.built, *self.imported]
+        """The built embedders, then the imported ones by id."""
+        return [*self.built_embedders(), *self.imported]
 
     def find(self, wanted: str) -> Artifact:
         """The embedder of that id, or of that name when one alone has it; ModelNotFound otherwise."""
@@ -84,13 +93,14 @@ class ModelCatalog:
         raise ModelNotFound(f"no model {wanted!r} in {self.models_dir}; the models here: {known}")
 
     def is_built(self, artifact: Artifact) -> bool:
-        """Whether the artifact is the built embedder (kept in manifest.json, not in a card)."""
-        return artifact.id == self.built.id
+        """Whether the artifact is a built embedder (kept in manifest.json, not in a card)."""
+        return any(artifact.id == built.id for built in self.built_embedders())
 
     def save(self, artifact: Artifact) -> ModelCatalog:
         """Write an embedder's updated entry where it lives (manifest or card); the catalog after it."""
         if self.is_built(artifact):
-            artifacts = {**self.manifest.artifacts, "embedder": artifact}
+            key = next(key for key, known in self.manifest.artifacts.items() if known.id == artifact.id)
+            artifacts = {**self.manifest.artifacts, key: artifact}
             write_manifest(self.models_dir, self.manifest.model_copy(update={"artifacts": artifacts}))
         elif any(known.id == artifact.id for known in self.imported):
             write_card(self.models_dir, artifact)

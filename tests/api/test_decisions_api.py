@@ -18,7 +18,7 @@ from tests.conftest import photo
 def client(models_dir: Path, tmp_path: Path) -> Iterator[TestClient]:
     artifact = load_manifest(models_dir).artifact("embedder")
     if artifact.calibration is None or artifact.cohort is None:
-        pytest.fail("the stock model ships a calibration and a cohort (training/calibration.json, cohorts/)")
+        pytest.fail("the stock model ships a calibration and a cohort (training/calibrations/, cohorts/)")
     with TestClient(create_app(Settings(models_dir=models_dir, data_dir=tmp_path / "data"))) as c:
         yield c
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from app.face.align import FivePointCut, apply_transform, invert_transform
+from app.face.catalog import ModelCatalog
 from app.face.pipeline import FacePipeline
 from tests.conftest import ImportedModels, photo
 from tests.server import running_server
@@ -55,8 +56,9 @@ def test_collections_bound_to_each_model_enroll_identify_and_verify_with_it(
         httpx.Client(base_url=url, timeout=30) as api,
     ):
         ready = api.get("/ready").json()
-        assert [m["model_id"] for m in ready["models"]] == [stock, arcface]
-        card = ready["models"][1]
+        built = [a.id for a in ModelCatalog.load(imported_models.folder).built_embedders()]
+        assert [m["model_id"] for m in ready["models"]] == [*built, arcface] and built[0] == stock
+        card = ready["models"][-1]
         assert (card["name"], card["default"], card["embedding_size"], card["chip_size"]) == (
             name,
             False,

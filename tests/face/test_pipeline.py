@@ -107,6 +107,29 @@ def test_faces_in_a_big_photo_are_found_on_a_bounded_copy_and_embedded_from_full
     assert float(face.face.embedding @ small_face.embedding) > 0.97
 
 
+def test_the_smallest_usable_face_is_scaled_onto_a_photos_detection_copy(
+    pipeline: FacePipeline, photos: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A group photo whose faces are about 40 px across, found on a copy of half its size (about 20 px):
+    # the detector is told the 32 px minimum in the copy's pixels, 16, so that it searches every level
+    # that finds a face usable at full size.
+    group = Image.open(photo(photos, "t1.jpg")).convert("RGB")
+    small = group.resize((group.width // 5, group.height // 5), Image.Resampling.BILINEAR)
+    big = np.asarray(small.resize((small.width * 2, small.height * 2), Image.Resampling.BICUBIC))
+    bounded = FacePipeline(pipeline.detector, pipeline.embedder, PipelineSettings(detection_side=small.width))
+    told: list[float | None] = []
+    detect = bounded.detector.detect
+
+    def spying(image: np.ndarray, smallest_face: float | None = None) -> list:  # type: ignore[type-arg]
+        told.append(smallest_face)
+        return detect(image, smallest_face)
+
+    monkeypatch.setattr(bounded.detector, "detect", spying)
+    found = bounded.detect_photo(bounded.decode_photo(_png(big)))
+    assert told == [pytest.approx(bounded.settings.min_face_size * small.width / big.shape[1])]
+    assert len(found) == 6 and min(d.size for d in found) >= bounded.settings.min_face_size
+
+
 def test_a_big_jpegs_face_is_cut_from_its_reduced_decoding_as_from_its_full_pixels(
     pipeline: FacePipeline, photos: list[Path]
 ) -> None:

@@ -42,5 +42,5 @@ def test_the_command_line_builds_into_a_folder(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "faceverify.cli", "models", "build", "--out", str(out)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert "built 4 models" in done.stdout
-    assert set(load_manifest(out).artifacts) == {"embedder", "pnet", "rnet", "onet"}
+    assert "built 5 models" in done.stdout
+    assert set(load_manifest(out).artifacts) == {"embedder", "embedder-int8", "pnet", "rnet", "onet"}
