@@ -11,6 +11,8 @@ from concurrent.futures import Future
 import numpy as np
 import numpy.typing as npt
 
+from app.face.runtime import WORKLOAD
+
 Chips = npt.NDArray[np.uint8]
 Vectors = npt.NDArray[np.float32]
 EmbedChips = Callable[[Chips], Vectors]
@@ -72,7 +74,10 @@ class EmbedBatcher:
                 return
             items, stopping = self._gather(first)
             try:
-                vectors = self._embed_batch(np.concatenate([c for c, _ in items]))
+                # The callers of the batch wait on this one run: counted as one request while it runs,
+                # it may spread over the cores that their waiting leaves idle.
+                with WORKLOAD.standing_by(len(items) - 1):
+                    vectors = self._embed_batch(np.concatenate([c for c, _ in items]))
             except Exception as exc:  # every waiting caller gets the error, none hangs
                 for _, future in items:
                     future.set_exception(exc)

@@ -85,6 +85,19 @@ class Workload:
             with self._lock:
                 self._running -= 1
 
+    @contextmanager
+    def standing_by(self, waiting: int) -> Iterator[None]:
+        """Count `waiting` of the requests being worked on out while the block runs: they wait on the
+        block's work (a micro-batch run for them all), which is one piece of work, not several."""
+        with self._lock:
+            taken = max(0, min(waiting, self._running - 1))
+            self._running -= taken
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._running += taken
+
     @property
     def shared(self) -> bool:
         """Whether requests being worked on are at least as many as one inference's threads: then each
