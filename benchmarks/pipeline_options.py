@@ -22,7 +22,7 @@ import statistics
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,14 +31,6 @@ import numpy as np
 import numpy.typing as npt
 import onnx
 import onnxruntime as ort
-from onnxruntime.quantization import (
-    CalibrationDataReader,
-    CalibrationMethod,
-    QuantFormat,
-    QuantType,
-    quant_pre_process,
-    quantize_static,
-)
 from PIL import Image
 
 from app.face.detector import Detection, MtcnnDetector, _regress, _square, nms
@@ -50,6 +42,7 @@ from training.build import _MTCNN_PLANS, _float_pixels
 from training.evaluate import evaluate_pairs
 from training.export import export_onnx
 from training.lfw import pair_people, read_pairs
+from training.quantise import FeedReader, quantised
 from training.weights.mtcnn import load_mtcnn_net
 
 Array = npt.NDArray[Any]
@@ -92,17 +85,6 @@ class RealInputs:
     def held_out(self, net: str) -> list[Array]:
         """The net's inputs from photos kept out of calibration."""
         return [a for i, a in self.samples[net] if i % HELD_OUT_EVERY == HELD_OUT_EVERY - 1]
-
-
-class FeedReader(CalibrationDataReader):  # type: ignore[misc]
-    """Calibration feeds for one input name, one array at a time."""
-
-    def __init__(self, name: str, arrays: list[Array]) -> None:
-        self._feeds: Iterator[Feeds] = iter([{name: a} for a in arrays])
-
-    def get_next(self) -> Feeds | None:
-        """The next feed, or None when they are used up."""
-        return next(self._feeds, None)
 
 
 def devtrain_photos(count: int) -> list[Path]:
@@ -280,22 +262,10 @@ def vnni_flags() -> dict[str, bool]:
     return {"avx512_vnni": "avx512_vnni" in flags, "avx_vnni": "avx_vnni" in flags}
 
 
-def quantised(model: Path, out_dir: Path, name: str, arrays: list[Array], ops: list[str] | None) -> Path:
-    """The model pre-processed and statically quantised to int8 (QDQ), calibrated on `arrays`."""
-    prepared = out_dir / f"{model.stem}.prepared.onnx"
-    quant_pre_process(str(model), str(prepared), skip_symbolic_shape=True)
+def int8_graph(model: Path, out_dir: Path, name: str, arrays: list[Array], ops: list[str] | None) -> Path:
+    """The model statically quantised to int8 (QDQ, 8-bit weights), calibrated on `arrays`."""
     out = out_dir / f"{model.stem}.int8.onnx"
-    quantize_static(
-        str(prepared),
-        str(out),
-        FeedReader(name, arrays),
-        quant_format=QuantFormat.QDQ,
-        op_types_to_quantize=ops,
-        per_channel=True,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-        calibrate_method=CalibrationMethod.MinMax,
-    )
+    quantised(model, out, FeedReader(name, arrays), ops=ops, reduce_range=False)
     return out
 
 
@@ -389,7 +359,7 @@ def int8_net(
     """One net quantised to int8 against its shipped float graph: time, output change, ops (and DevTest)."""
     file, name = NETS[net]
     ops = None if net == "embedder" else MTCNN_QUANTISED_OPS
-    int8 = quantised(MODELS / file, tmp, name, inputs.calibration(net), ops)
+    int8 = int8_graph(MODELS / file, tmp, name, inputs.calibration(net), ops)
     sessions = {
         "fp32": session(MODELS / file, session_options(threads)),
         "int8": session(int8, session_options(threads)),

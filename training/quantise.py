@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -48,21 +49,28 @@ def int8_model_id(float_id: str, ranges: Path) -> str:
     return f"{name}{INT8_SUFFIX}-{digest}"
 
 
-class _ChipFeeds(CalibrationDataReader):  # type: ignore[misc]
-    """Batches of chips under the graph's input name, one at a time."""
+class FeedReader(CalibrationDataReader):  # type: ignore[misc]
+    """Calibration feeds for one input name, one array at a time."""
 
-    def __init__(self, name: str, batches: list[npt.NDArray[np.uint8]]) -> None:
-        self._feeds: Iterator[dict[str, npt.NDArray[np.uint8]]] = iter([{name: b} for b in batches])
+    def __init__(self, name: str, arrays: Sequence[npt.NDArray[Any]]) -> None:
+        self._feeds: Iterator[dict[str, npt.NDArray[Any]]] = iter([{name: a} for a in arrays])
 
-    def get_next(self) -> dict[str, npt.NDArray[np.uint8]] | None:
+    def get_next(self) -> dict[str, npt.NDArray[Any]] | None:
         """The next feed, or None when they are used up."""
         return next(self._feeds, None)
 
 
-def _quantised(
-    float_graph: Path, out: Path, ranges: Path, feeds: CalibrationDataReader | None = None
+def quantised(
+    float_graph: Path,
+    out: Path,
+    feeds: CalibrationDataReader | None = None,
+    ranges: Path | None = None,
+    ops: list[str] | None = None,
+    reduce_range: bool = REDUCE_RANGE,
 ) -> None:
-    """QDQ int8 of the float graph; with `feeds`, the ranges are measured on them and written first."""
+    """QDQ int8 of the float graph (per-channel weights, u8 activations, MinMax ranges), quantising
+    `ops` (default: every op it can). The ranges are read from `ranges` where that file exists, else
+    measured on `feeds` (and written to `ranges` when it is given)."""
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(float_graph), str(prepared), skip_symbolic_shape=True)
@@ -71,12 +79,13 @@ def _quantised(
             str(out),
             feeds,
             quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=ops,
             per_channel=True,
-            reduce_range=REDUCE_RANGE,
+            reduce_range=reduce_range,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
-            calibration_cache_path=str(ranges),
+            calibration_cache_path=str(ranges) if ranges is not None else None,
         )
 
 
@@ -89,14 +98,14 @@ def record_ranges(
     ranges.parent.mkdir(parents=True, exist_ok=True)
     ranges.unlink(missing_ok=True)  # a stale file would be read instead of measured
     with tempfile.TemporaryDirectory() as tmp:
-        _quantised(float_graph, Path(tmp) / "int8.onnx", ranges, _ChipFeeds(input_name, batches))
+        quantised(float_graph, Path(tmp) / "int8.onnx", FeedReader(input_name, batches), ranges)
 
 
 def quantise_with_ranges(float_graph: Path, ranges: Path, out: Path) -> None:
     """The int8 graph of the float one, from recorded ranges alone."""
     if not ranges.is_file():
         raise FileNotFoundError(f"no recorded activation ranges at {ranges}")
-    _quantised(float_graph, out, ranges)
+    quantised(float_graph, out, ranges=ranges)
 
 
 def sampled_chips(
