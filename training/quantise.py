@@ -10,6 +10,7 @@ calibration and cohort: its embeddings differ from the float model's by up to ab
 from __future__ import annotations
 
 import hashlib
+import json
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -99,6 +100,8 @@ def record_ranges(
     ranges.unlink(missing_ok=True)  # a stale file would be read instead of measured
     with tempfile.TemporaryDirectory() as tmp:
         quantised(float_graph, Path(tmp) / "int8.onnx", FeedReader(input_name, batches), ranges)
+    # The tensors come out in no fixed order: sorted, equal ranges make equal files (and model ids).
+    ranges.write_text(json.dumps(json.loads(ranges.read_text()), sort_keys=True) + "\n")
 
 
 def quantise_with_ranges(float_graph: Path, ranges: Path, out: Path) -> None:
@@ -118,10 +121,11 @@ def sampled_chips(
     batches = []
     for path in photos[::step][:count]:
         try:
-            (result,) = pipeline.largest_faces([path.read_bytes()])
+            photo = pipeline.decode_photo(path.read_bytes())
         except FaceError:
             continue
-        photo = pipeline.decode_photo(path.read_bytes())
-        chip = pipeline.photo_chip(photo, result.face.detection)[None]
-        batches.append(np.concatenate([chip, chip[:, :, ::-1]]))
+        usable = [d for d in pipeline.detect_photo(photo) if d.size >= pipeline.settings.min_face_size]
+        if usable:  # largest first
+            chip = pipeline.photo_chip(photo, usable[0])[None]
+            batches.append(np.concatenate([chip, chip[:, :, ::-1]]))
     return batches

@@ -100,6 +100,9 @@ def test_ranges_recorded_on_chips_quantise_the_float_graph(
         quantise_with_ranges(models_dir / float_model.file, ranges, out)
     batches = [np.concatenate([chip[None], chip[None, :, ::-1]]) for chip in chips[:4]]
     record_ranges(models_dir / float_model.file, "chips", batches, ranges)
+    first = ranges.read_bytes()
+    record_ranges(models_dir / float_model.file, "chips", batches[::-1], ranges)
+    assert ranges.read_bytes() == first  # the same chips record the same file, whatever their order
     quantise_with_ranges(models_dir / float_model.file, ranges, out)
     again = tmp_path / "again.onnx"
     quantise_with_ranges(models_dir / float_model.file, ranges, again)
