@@ -305,9 +305,10 @@ def build_models(out_dir: Path, force: bool = False, log: Callable[[str], None] 
         artifacts[stage] = _build_mtcnn(stage, tmp, sources)
     log(f"building the dlib ResNet embedder from {DLIB_MODELS_PACKAGE} {DLIB_MODELS_VERSION}")
     artifacts["embedder"] = _build_embedder(tmp, sources)
+    if ranges_file(artifacts["embedder"].id).is_file():
+        log(f"quantising it to int8 with the ranges of {ranges_file(artifacts['embedder'].id).name}")
     int8 = _build_int8_embedder(tmp, artifacts["embedder"])
     if int8 is not None:
-        log(f"quantising it to int8 with the ranges of {ranges_file(artifacts['embedder'].id).name}")
         artifacts[INT8_KEY] = int8
 
     manifest = Manifest(
