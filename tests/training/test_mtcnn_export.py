@@ -70,18 +70,44 @@ def test_pnet_finds_a_face_where_there_is_one(
     assert face_p > 0.6 > noise_p
 
 
-@pytest.mark.parametrize("stage,split", [("pnet", [2, 3]), ("rnet", [2, 3]), ("onet", [1, 2, 3, 4])])
-def test_the_serving_form_splits_each_prelu_whose_slopes_allow_it(stage: str, split: list[int]) -> None:
-    from training.weights.mtcnn import SplitPReLUConv, serving_form
+@pytest.mark.parametrize("stage,clipped", [("pnet", [1]), ("rnet", [1]), ("onet", [])])
+def test_the_serving_form_gives_each_convolution_a_prelu_that_stays_in_the_blocked_layout(
+    stage: str, clipped: list[int]
+) -> None:
+    from training.weights.mtcnn import ClippedPReLU, DepthwisePReLU, serving_form
 
     net = load_mtcnn_net(stage)
     served = serving_form(net)
-    convs = [i for i in range(1, 5) if hasattr(net, f"conv{i}") and hasattr(net, f"prelu{i}")]
-    assert [i for i in convs if isinstance(getattr(served, f"conv{i}"), SplitPReLUConv)] == split
-    for i in set(convs) - set(split):  # a slope above 1 makes the PReLU concave: it stays as it is
-        assert float(getattr(net, f"prelu{i}").weight.max()) > 1
+    forms = [type(conv[1]) for conv in served.convs]
+    assert set(forms) <= {DepthwisePReLU, ClippedPReLU}
+    assert [i for i, form in enumerate(forms, start=1) if form is ClippedPReLU] == clipped
+    for i in clipped:  # a slope above 1 makes the PReLU concave: a ReLU of a product cannot express it
+        assert float(getattr(net, f"prelu{i}").weight.detach().max()) > 1
     side = {"pnet": 31, "rnet": 24, "onet": 48}[stage]
     images = torch.from_numpy(_pixels((3, side, side, 3), 7))
     with torch.no_grad():
         for got, want in zip(served(images), net(images), strict=True):
             assert float((got - want).abs().max()) <= 1e-5
+
+
+def test_the_depthwise_form_refuses_a_concave_prelu() -> None:
+    from training.weights.mtcnn import DepthwisePReLU
+
+    prelu = torch.nn.PReLU(2)
+    with torch.no_grad():
+        prelu.weight.copy_(torch.tensor([0.5, 1.2]))
+    with pytest.raises(ValueError, match="concave"):
+        DepthwisePReLU(prelu)
+
+
+@pytest.mark.parametrize("stage,prelus", [("pnet", 0), ("rnet", 1), ("onet", 1)])
+def test_the_built_nets_keep_prelu_only_on_dense_layers_and_transpose_only_their_input(
+    models_dir: Path, manifest: Manifest, stage: str, prelus: int
+) -> None:
+    import onnx
+
+    graph = onnx.load(str(models_dir / manifest.artifact(stage).file)).graph
+    ops = [node.op_type for node in graph.node]
+    assert ops.count("PRelu") == prelus
+    assert ops.count("Transpose") == 1  # NHWC pixels to NCHW; the dense layers take the flat NCHW order
+    assert "Sub" not in ops  # the pixel scaling lives in the first convolution's weights

@@ -106,46 +106,142 @@ class ONet(nn.Module):
 MTCNN_NETS: dict[str, type[nn.Module]] = {"pnet": PNet, "rnet": RNet, "onet": ONet}
 
 
-class SplitPReLUConv(nn.Module):
-    """A convolution and the PReLU after it as a * conv(x) + relu((1 - a) * conv(x)), two convolutions
-    whose weights carry the slopes; exact wherever every slope a is at most 1.
+def on_raw_pixels(conv: nn.Conv2d) -> nn.Conv2d:
+    """A copy of the first convolution that takes raw 0..255 pixels: the nets' input scaling folded
+    into its weights and bias. Exact to float rounding, because the nets' convolutions do not pad."""
+    folded = copy.deepcopy(conv)
+    with torch.no_grad():
+        weight = conv.weight * _PIXEL_SCALE
+        folded.weight.copy_(weight)
+        if folded.bias is not None:
+            folded.bias.copy_(conv.bias - _PIXEL_CENTER * weight.sum(dim=(1, 2, 3)))
+    return folded
 
-    ONNX Runtime's CPU kernels have no PReLU in the blocked layout they convolve in: each PReLU costs a
-    layout change both ways and a slow broadcast. The two convolutions fuse the ReLU and the sum
-    instead (O-Net 1.4x faster on 2 cores).
+
+class DepthwisePReLU(nn.Module):
+    """A PReLU whose slopes a are all at most 1, as y + relu((a - 1) * y): a 1x1 depthwise convolution
+    with its ReLU fused, and a sum. Exact to float rounding: (a - 1) * min(y, 0) is relu((a - 1) * y)
+    when a - 1 <= 0.
+
+    ONNX Runtime's CPU kernels have no PReLU in the blocked layout they convolve in: a PReLU there
+    costs a layout change both ways and a slow broadcast. A depthwise convolution stays in that layout.
     """
 
-    def __init__(self, conv: nn.Conv2d, prelu: nn.PReLU) -> None:
+    def __init__(self, prelu: nn.PReLU) -> None:
         super().__init__()
         slopes = prelu.weight.detach()
-        self.linear = self._scaled(conv, slopes)
-        self.rectified = self._scaled(conv, 1 - slopes)
-
-    @staticmethod
-    def _scaled(conv: nn.Conv2d, factors: torch.Tensor) -> nn.Conv2d:
-        scaled = copy.deepcopy(conv)
+        if bool((slopes > 1).any()):
+            raise ValueError("a slope above 1 makes the PReLU concave: relu cannot express it")
+        channels = slopes.numel()
+        self.bend = nn.Conv2d(channels, channels, 1, groups=channels, bias=False)
         with torch.no_grad():
-            scaled.weight.mul_(factors[:, None, None, None])
-            if scaled.bias is not None:
-                scaled.bias.mul_(factors)
-        return scaled
+            self.bend.weight.copy_((slopes - 1)[:, None, None, None])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(x) + torch.relu(self.rectified(x))
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return y + torch.relu(self.bend(y))
+
+
+class ClippedPReLU(nn.Module):
+    """Any PReLU as y + min(y, 0) * (a - 1): a clip, a per-channel product and a sum, which ONNX
+    Runtime runs faster than its PReLU (used where a slope above 1 rules the depthwise form out)."""
+
+    def __init__(self, prelu: nn.PReLU) -> None:
+        super().__init__()
+        self.bend = nn.Parameter((prelu.weight.detach() - 1)[:, None, None].clone(), requires_grad=False)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return y + torch.clamp(y, max=0.0) * self.bend
+
+
+def served_prelu(prelu: nn.PReLU) -> nn.Module:
+    """The fastest exact form of a convolution's PReLU (measured by benchmarks/pipeline_options.py)."""
+    return DepthwisePReLU(prelu) if bool((prelu.weight <= 1).all()) else ClippedPReLU(prelu)
+
+
+def unpermuted_linear(linear: nn.Linear, channels: int, height: int, width: int) -> nn.Linear:
+    """A copy of a dense layer fed flatten(x.permute(0, 3, 2, 1)) that takes flatten(x) instead: its
+    columns reordered, so that no transpose runs before it."""
+    reordered = copy.deepcopy(linear)
+    caffe_position = torch.arange(channels * height * width).reshape(width, height, channels)
+    with torch.no_grad():
+        reordered.weight.copy_(linear.weight[:, caffe_position.permute(2, 1, 0).reshape(-1)])
+    return reordered
+
+
+def _served_convs(net: nn.Module) -> nn.ModuleList:
+    """convN + preluN of a net, each as (convolution, served PReLU), the first on raw pixels."""
+    stages = []
+    index = 1
+    while isinstance(conv := getattr(net, f"conv{index}", None), nn.Conv2d):
+        first = on_raw_pixels(conv) if index == 1 else copy.deepcopy(conv)
+        stages.append(nn.Sequential(first, served_prelu(getattr(net, f"prelu{index}"))))
+        index += 1
+    return nn.ModuleList(stages)
+
+
+class ServedPNet(nn.Module):
+    """P-Net in its serving form: the same inputs and outputs as PNet, equal to float rounding."""
+
+    def __init__(self, net: PNet) -> None:
+        super().__init__()
+        self.convs = _served_convs(net)
+        self.pool1 = copy.deepcopy(net.pool1)
+        self.conv4_1, self.conv4_2 = copy.deepcopy(net.conv4_1), copy.deepcopy(net.conv4_2)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.pool1(self.convs[0](images.permute(0, 3, 1, 2)))
+        x = self.convs[2](self.convs[1](x))
+        # Softmax as trained, not a sigmoid of the logits' difference: their roundings differ where the
+        # probability saturates, and ties there decide which of two boxes survives suppression.
+        return self.conv4_2(x), torch.softmax(self.conv4_1(x), dim=1)[:, 1]
+
+
+class ServedRNet(nn.Module):
+    """R-Net in its serving form: the same inputs and outputs as RNet, equal to float rounding."""
+
+    def __init__(self, net: RNet) -> None:
+        super().__init__()
+        self.convs = _served_convs(net)
+        self.pool1, self.pool2 = copy.deepcopy(net.pool1), copy.deepcopy(net.pool2)
+        self.dense4 = unpermuted_linear(net.dense4, 64, 3, 3)
+        self.prelu4 = copy.deepcopy(net.prelu4)
+        self.dense5_1, self.dense5_2 = copy.deepcopy(net.dense5_1), copy.deepcopy(net.dense5_2)
+
+    def forward(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.pool1(self.convs[0](crops.permute(0, 3, 1, 2)))
+        x = self.convs[2](self.pool2(self.convs[1](x)))
+        x = self.prelu4(self.dense4(torch.flatten(x, 1)))
+        return self.dense5_2(x), torch.softmax(self.dense5_1(x), dim=1)[:, 1]
+
+
+class ServedONet(nn.Module):
+    """O-Net in its serving form: the same inputs and outputs as ONet, equal to float rounding."""
+
+    def __init__(self, net: ONet) -> None:
+        super().__init__()
+        self.convs = _served_convs(net)
+        self.pools = nn.ModuleList(copy.deepcopy(p) for p in (net.pool1, net.pool2, net.pool3))
+        self.dense5 = unpermuted_linear(net.dense5, 128, 3, 3)
+        self.prelu5 = copy.deepcopy(net.prelu5)
+        self.heads = nn.ModuleList(copy.deepcopy(h) for h in (net.dense6_1, net.dense6_2, net.dense6_3))
+
+    def forward(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x = crops.permute(0, 3, 1, 2)
+        for conv, pool in zip(self.convs[:3], self.pools, strict=True):
+            x = pool(conv(x))
+        x = self.prelu5(self.dense5(torch.flatten(self.convs[3](x), 1)))
+        logits, regression, landmarks = (head(x) for head in self.heads)
+        return regression, landmarks, torch.softmax(logits, dim=1)[:, 1]
+
+
+_SERVED: dict[type[nn.Module], type[nn.Module]] = {PNet: ServedPNet, RNet: ServedRNet, ONet: ServedONet}
 
 
 def serving_form(net: nn.Module) -> nn.Module:
-    """A copy of an MTCNN net with each convN + preluN pair whose slopes are all at most 1 made a
-    SplitPReLUConv: the same outputs (to float rounding), faster on ONNX Runtime."""
-    served = copy.deepcopy(net)
-    index = 1
-    while isinstance(conv := getattr(served, f"conv{index}", None), nn.Conv2d):
-        prelu = getattr(served, f"prelu{index}")
-        if bool((prelu.weight <= 1).all()):
-            setattr(served, f"conv{index}", SplitPReLUConv(conv, prelu))
-            setattr(served, f"prelu{index}", nn.Identity())
-        index += 1
-    return served.eval()
+    """An MTCNN net in the form the build exports: the same outputs (to float rounding), faster on
+    ONNX Runtime's CPU kernels (input scaling folded into the first convolution, each convolution's
+    PReLU in a form that keeps the blocked layout, no transpose before the dense layers)."""
+    return _SERVED[type(net)](net).eval()
 
 
 def facenet_weights_dir() -> Path:
