@@ -15,6 +15,9 @@ from app.face.runtime import open_session
 FloatArray = npt.NDArray[np.float32]
 
 _PNET_STRIDE = 2
+# P-Net levels up to this many pixels run on one thread: on 2 cores, 54x54 and smaller ran faster so
+# (0.24 against 0.26 ms at 54x54, 0.04 against 0.07 at 14x14), 76x76 and larger slower.
+_PNET_ONE_THREAD_PIXELS = 60 * 60
 _PNET_CELL = 12
 # Pillow's bilinear filter widens when it shrinks, so it averages like the reference area resize.
 _RESAMPLE = Image.Resampling.BILINEAR
@@ -159,7 +162,8 @@ class MtcnnDetector:
         found = []
         for scale, level in pyramid:
             scaled = np.asarray(level, dtype=np.float32)
-            regression, probability = self.pnet.run(None, {"images": scaled[None]})
+            small = scaled.shape[0] * scaled.shape[1] <= _PNET_ONE_THREAD_PIXELS
+            regression, probability = self.pnet.run(None, {"images": scaled[None]}, small=small)
             rows, cols = np.nonzero(probability[0] >= self.settings.thresholds[0])
             if rows.size == 0:
                 continue

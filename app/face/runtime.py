@@ -131,9 +131,12 @@ class ModelSession:
         """The session that suits the process's workload now."""
         return self.serial if WORKLOAD.shared else self.parallel
 
-    def run(self, outputs: list[str] | None, feeds: dict[str, npt.NDArray[Any]]) -> list[Any]:
-        """session.run on the session that suits the process's workload now."""
-        return list(self.current().run(outputs, feeds))
+    def run(
+        self, outputs: list[str] | None, feeds: dict[str, npt.NDArray[Any]], small: bool = False
+    ) -> list[Any]:
+        """session.run on the session that suits the process's workload now; `small` work always runs
+        on the caller's thread, where handing its operators to other cores costs more than it saves."""
+        return list((self.serial if small else self.current()).run(outputs, feeds))
 
     def get_inputs(self) -> list[ort.NodeArg]:
         return list(self.parallel.get_inputs())

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from app.face.detector import MtcnnDetector, nms
@@ -90,3 +92,25 @@ def test_a_smallest_face_skips_only_levels_that_find_smaller_faces(
     for face in large:
         nearest = min(every, key=lambda d: float(np.abs(np.subtract(d.box, face.box)).max()))
         assert np.abs(np.subtract(nearest.landmarks, face.landmarks)).max() < 3.0
+
+
+def test_small_pyramid_levels_run_on_one_thread_with_the_same_faces(
+    pipeline: FacePipeline, photos: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.face.detector import _PNET_ONE_THREAD_PIXELS
+
+    pnet = _detector(pipeline).pnet
+    image = decode_image(photo(photos, "t1.jpg").read_bytes())
+    before = _detector(pipeline).detect(image)
+    levels: list[tuple[int, bool]] = []
+    original = pnet.run
+
+    def recording(outputs: list[str] | None, feeds: dict[str, np.ndarray], small: bool = False) -> list[Any]:
+        levels.append((feeds["images"].shape[1] * feeds["images"].shape[2], small))
+        return original(outputs, feeds, small)
+
+    monkeypatch.setattr(pnet, "run", recording)
+    after = _detector(pipeline).detect(image)
+    assert {small for _, small in levels} == {True, False}
+    assert all(small == (pixels <= _PNET_ONE_THREAD_PIXELS) for pixels, small in levels)
+    assert [d.box for d in after] == [d.box for d in before]
