@@ -33,7 +33,13 @@ from training.cohort import COHORTS_DIR, cohort_files, recorded_cohort
 from training.export import check_parity, embedder_artifact, export_onnx, rgb_input
 from training.quantise import RANGES_DIR, int8_model_id, quantise_with_ranges, ranges_file
 from training.weights.dlib_dat import read_dlib_dnn
-from training.weights.dlib_resnet import DLIB_CHIP_SIZE, EMBEDDING_SIZE, DlibResNet, load_dlib_weights
+from training.weights.dlib_resnet import (
+    DLIB_CHIP_SIZE,
+    EMBEDDING_SIZE,
+    DlibResNet,
+    ServedDlibResNet,
+    load_dlib_weights,
+)
 from training.weights.mtcnn import FACENET_PACKAGE, facenet_weights_dir, load_mtcnn_net, serving_form
 
 DLIB_MODELS_PACKAGE = "face_recognition_models"
@@ -216,11 +222,11 @@ def _build_embedder(tmp: Path, sources: dict[str, Source]) -> Artifact:
     side = DLIB_CHIP_SIZE
     generator = torch.Generator().manual_seed(0)
     example = torch.randint(0, 256, (2, side, side, 3), dtype=torch.uint8, generator=generator)
-    export_onnx(model, example, path, "chips", ("embeddings",), {0: "batch"})
+    export_onnx(ServedDlibResNet(model), example, path, "chips", ("embeddings",), {0: "batch"})
     checks = [
         torch.randint(0, 256, (n, side, side, 3), dtype=torch.uint8, generator=generator) for n in (1, 5)
     ]
-    check_parity(model, path, checks, atol=1e-5)
+    check_parity(model, path, checks, atol=1e-5)  # against the module as ported, not its serving form
     template = json.loads(TEMPLATE_FILE.read_text())
     if template["chip_size"] != side or len(template["points"]) != 5:
         raise ModelError(f"{TEMPLATE_FILE} is not a five-point template for {side} px chips")

@@ -58,6 +58,22 @@ def test_the_int8_graph_computes_in_int8(models_dir: Path, manifest: Manifest) -
     assert ops.count("QuantizeLinear") >= 20 and ops.count("Conv") >= 20
 
 
+@pytest.mark.parametrize("key", ["embedder", INT8_KEY])
+def test_the_embedders_first_convolution_takes_the_pixels_themselves(
+    models_dir: Path, manifest: Manifest, key: str
+) -> None:
+    graph = onnx.load(str(models_dir / manifest.artifact(key).file)).graph
+    ops = [node.op_type for node in graph.node]
+    # The mean and scale live in the stem's weights: no per-pixel arithmetic before it, and the int8
+    # graph's first quantisation holds the pixels exactly (scale 1, zero point 0).
+    assert "Sub" not in ops
+    if key == INT8_KEY:
+        initial = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
+        (pixels,) = (node.output[0] for node in graph.node if node.op_type == "Cast")
+        (first,) = (n for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] == pixels)
+        assert float(initial[first.input[1]]) == 1.0 and int(initial[first.input[2]]) == 0
+
+
 def test_int8_embeddings_stay_close_to_the_float_ones(
     models_dir: Path, manifest: Manifest, chips: np.ndarray
 ) -> None:
