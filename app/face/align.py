@@ -164,9 +164,12 @@ class FivePointCut:
         landmarks: Points,
         image_size: tuple[int, int],
         reduction: int = 1,
+        matrix: Matrix | None = None,
     ) -> npt.NDArray[np.uint8]:
-        """The face's chip, from the image's pixels at 1/reduction (box and landmarks in full-size pixels)."""
-        matrix = self.chip_to_image(box, landmarks, image_size)
+        """The face's chip, from the image's pixels at 1/reduction (box and landmarks in full-size pixels);
+        `matrix` is the face's chip_to_image map where the caller has it already."""
+        if matrix is None:
+            matrix = self.chip_to_image(box, landmarks, image_size)
         return warp_chip(pixels, in_reduced_pixels(matrix, reduction), self.size)
 
     def widened(self, size: int, face_share: float) -> FivePointCut:
@@ -207,8 +210,10 @@ class BoxCut:
         landmarks: Points,
         image_size: tuple[int, int],
         reduction: int = 1,
+        matrix: Matrix | None = None,
     ) -> npt.NDArray[np.uint8]:
-        """The face's chip, from the image's pixels at 1/reduction (the box in full-size pixels)."""
+        """The face's chip, from the image's pixels at 1/reduction (the box in full-size pixels); a
+        box's region is its own map, so `matrix` is not needed."""
         left, top, right, bottom = (edge / reduction for edge in self.edges(box, image_size))
         return resize_region(pixels, (left, top, right, bottom), self.size)
 

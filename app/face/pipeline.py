@@ -296,7 +296,8 @@ def _aligned(photo: Photo, detection: Detection, cut: ChipCut) -> npt.NDArray[np
     """The face's chip as `cut` cuts it, from the coarsest pixels that hold all the detail it keeps."""
     matrix = cut.chip_to_image(detection.box, detection.landmarks, photo.size)
     reduction = photo.reduction_for(pyramid_factor(matrix))
-    return cut.chip(photo.pixels(reduction), detection.box, detection.landmarks, photo.size, reduction)
+    pixels = photo.pixels(reduction)
+    return cut.chip(pixels, detection.box, detection.landmarks, photo.size, reduction, matrix=matrix)
 
 
 @contextmanager

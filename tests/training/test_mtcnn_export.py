@@ -70,19 +70,13 @@ def test_pnet_finds_a_face_where_there_is_one(
     assert face_p > 0.6 > noise_p
 
 
-@pytest.mark.parametrize("stage,clipped", [("pnet", [1]), ("rnet", [1]), ("onet", [])])
-def test_the_serving_form_gives_each_convolution_a_prelu_that_stays_in_the_blocked_layout(
-    stage: str, clipped: list[int]
-) -> None:
-    from training.weights.mtcnn import ClippedPReLU, DepthwisePReLU, serving_form
+@pytest.mark.parametrize("stage", ["pnet", "rnet", "onet"])
+def test_the_serving_form_gives_each_convolution_a_prelu_that_stays_in_the_blocked_layout(stage: str) -> None:
+    from training.weights.mtcnn import DepthwisePReLU, serving_form
 
     net = load_mtcnn_net(stage)
     served = serving_form(net)
-    forms = [type(conv[1]) for conv in served.convs]
-    assert set(forms) <= {DepthwisePReLU, ClippedPReLU}
-    assert [i for i, form in enumerate(forms, start=1) if form is ClippedPReLU] == clipped
-    for i in clipped:  # a slope above 1 makes the PReLU concave: a ReLU of a product cannot express it
-        assert float(getattr(net, f"prelu{i}").weight.detach().max()) > 1
+    assert all(isinstance(conv[1], DepthwisePReLU) for conv in served.convs)
     side = {"pnet": 31, "rnet": 24, "onet": 48}[stage]
     images = torch.from_numpy(_pixels((3, side, side, 3), 7))
     with torch.no_grad():
@@ -90,14 +84,15 @@ def test_the_serving_form_gives_each_convolution_a_prelu_that_stays_in_the_block
             assert float((got - want).abs().max()) <= 1e-5
 
 
-def test_the_depthwise_form_refuses_a_concave_prelu() -> None:
+def test_the_depthwise_form_equals_prelu_for_any_slope() -> None:
     from training.weights.mtcnn import DepthwisePReLU
 
-    prelu = torch.nn.PReLU(2)
+    prelu = torch.nn.PReLU(4)
+    with torch.no_grad():  # a concave slope (above 1), a negative one, zero and an ordinary one
+        prelu.weight.copy_(torch.tensor([1.3, -0.6, 0.0, 0.25]))
+    values = torch.linspace(-5, 5, 4 * 9 * 9).reshape(1, 4, 9, 9)
     with torch.no_grad():
-        prelu.weight.copy_(torch.tensor([0.5, 1.2]))
-    with pytest.raises(ValueError, match="concave"):
-        DepthwisePReLU(prelu)
+        assert float((DepthwisePReLU(prelu)(values) - prelu(values)).abs().max()) <= 1e-6
 
 
 @pytest.mark.parametrize("stage,prelus", [("pnet", 0), ("rnet", 1), ("onet", 1)])
@@ -111,3 +106,4 @@ def test_the_built_nets_keep_prelu_only_on_dense_layers_and_transpose_only_their
     assert ops.count("PRelu") == prelus
     assert ops.count("Transpose") == 1  # NHWC pixels to NCHW; the dense layers take the flat NCHW order
     assert "Sub" not in ops  # the pixel scaling lives in the first convolution's weights
+    assert "Clip" not in ops and "Mul" not in ops  # no PReLU arithmetic outside the convolutions

@@ -119,43 +119,26 @@ def on_raw_pixels(conv: nn.Conv2d) -> nn.Conv2d:
 
 
 class DepthwisePReLU(nn.Module):
-    """A PReLU whose slopes a are all at most 1, as y + relu((a - 1) * y): a 1x1 depthwise convolution
-    with its ReLU fused, and a sum. Exact to float rounding: (a - 1) * min(y, 0) is relu((a - 1) * y)
-    when a - 1 <= 0.
+    """A convolution's PReLU as y + (1 - a) * relu(-y), with any slopes a: two 1x1 depthwise
+    convolutions, the first with its ReLU fused, the second with the sum. Exact to float rounding:
+    for y < 0 it is y - (1 - a) * y = a * y, for y >= 0 it is y.
 
     ONNX Runtime's CPU kernels have no PReLU in the blocked layout they convolve in: a PReLU there
-    costs a layout change both ways and a slow broadcast. A depthwise convolution stays in that layout.
+    costs a layout change both ways and a slow broadcast. Depthwise convolutions stay in that layout.
     """
 
     def __init__(self, prelu: nn.PReLU) -> None:
         super().__init__()
         slopes = prelu.weight.detach()
-        if bool((slopes > 1).any()):
-            raise ValueError("a slope above 1 makes the PReLU concave: relu cannot express it")
         channels = slopes.numel()
+        self.negate = nn.Conv2d(channels, channels, 1, groups=channels, bias=False)
         self.bend = nn.Conv2d(channels, channels, 1, groups=channels, bias=False)
         with torch.no_grad():
-            self.bend.weight.copy_((slopes - 1)[:, None, None, None])
+            self.negate.weight.fill_(-1.0)
+            self.bend.weight.copy_((1 - slopes)[:, None, None, None])
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
-        return y + torch.relu(self.bend(y))
-
-
-class ClippedPReLU(nn.Module):
-    """Any PReLU as y + min(y, 0) * (a - 1): a clip, a per-channel product and a sum, which ONNX
-    Runtime runs faster than its PReLU (used where a slope above 1 rules the depthwise form out)."""
-
-    def __init__(self, prelu: nn.PReLU) -> None:
-        super().__init__()
-        self.bend = nn.Parameter((prelu.weight.detach() - 1)[:, None, None].clone(), requires_grad=False)
-
-    def forward(self, y: torch.Tensor) -> torch.Tensor:
-        return y + torch.clamp(y, max=0.0) * self.bend
-
-
-def served_prelu(prelu: nn.PReLU) -> nn.Module:
-    """The fastest exact form of a convolution's PReLU (measured by benchmarks/pipeline_options.py)."""
-    return DepthwisePReLU(prelu) if bool((prelu.weight <= 1).all()) else ClippedPReLU(prelu)
+        return self.bend(torch.relu(self.negate(y))) + y
 
 
 def unpermuted_linear(linear: nn.Linear, channels: int, height: int, width: int) -> nn.Linear:
@@ -169,12 +152,12 @@ def unpermuted_linear(linear: nn.Linear, channels: int, height: int, width: int)
 
 
 def _served_convs(net: nn.Module) -> nn.ModuleList:
-    """convN + preluN of a net, each as (convolution, served PReLU), the first on raw pixels."""
+    """convN + preluN of a net, each as (convolution, DepthwisePReLU), the first on raw pixels."""
     stages = []
     index = 1
     while isinstance(conv := getattr(net, f"conv{index}", None), nn.Conv2d):
         first = on_raw_pixels(conv) if index == 1 else copy.deepcopy(conv)
-        stages.append(nn.Sequential(first, served_prelu(getattr(net, f"prelu{index}"))))
+        stages.append(nn.Sequential(first, DepthwisePReLU(getattr(net, f"prelu{index}"))))
         index += 1
     return nn.ModuleList(stages)
 
@@ -240,7 +223,8 @@ _SERVED: dict[type[nn.Module], type[nn.Module]] = {PNet: ServedPNet, RNet: Serve
 def serving_form(net: nn.Module) -> nn.Module:
     """An MTCNN net in the form the build exports: the same outputs (to float rounding), faster on
     ONNX Runtime's CPU kernels (input scaling folded into the first convolution, each convolution's
-    PReLU in a form that keeps the blocked layout, no transpose before the dense layers)."""
+    PReLU as depthwise convolutions, which keep the blocked layout, no transpose before the dense
+    layers)."""
     return _SERVED[type(net)](net).eval()
 
 
