@@ -326,7 +326,7 @@ def _models_build(args: argparse.Namespace) -> int:
 
 def _models_int8_ranges(args: argparse.Namespace) -> int:
     from app.face.catalog import ModelCatalog
-    from training.quantise import ranges_file, record_ranges, sampled_chips
+    from training.quantise import int8_model_id, ranges_file, record_ranges, sampled_chips
 
     pipeline = _pipeline(args)
     artifact = pipeline.embedder.artifact
@@ -338,7 +338,13 @@ def _models_int8_ranges(args: argparse.Namespace) -> int:
     path = ranges_file(artifact.id)
     record_ranges(args.models / artifact.file, artifact.inputs[0].name, batches, path)
     print(f"activation ranges of {artifact.id} over {len(batches)} chips and their mirrors -> {path}")
-    print("`faceverify models build` now adds the int8 embedder; calibrate it and build its cohort next")
+    int8 = int8_model_id(artifact.id, path)
+    # The cohort comes first: the calibration's normalised tables are scored against it.
+    print(
+        f"`faceverify models build` now adds {int8}; then record its cohort (`faceverify cohort build "
+        f"--model {int8} --record`) and its calibration (`faceverify calibrate --model {int8} "
+        "--install --record`), in that order"
+    )
     return 0
 
 
